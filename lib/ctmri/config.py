@@ -1,0 +1,183 @@
+"""Profiles (smoke, cpu, gpu, paper): every size, budget and hyper-parameter of the study in one place."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+METHODS = ("ddpm", "vesde", "cnn", "wgan")
+DIRECTIONS = ("mr2ct", "ct2mr")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which patients, how many slices, at what size."""
+
+    image_size: int = 32                  # slices are resampled to image_size × image_size
+    n_patients: int = 8                   # phantom patients generated (real data: all found)
+    n_test_patients: int = 2              # patients held out for testing (split by patient)
+    slices_per_patient: int = 16          # axial slices per patient, evenly through the body (0 = all)
+    phantom_shape: tuple[int, int, int] = (24, 96, 96)        # (z, y, x) voxels of a phantom volume
+    phantom_spacing: tuple[float, float, float] = (5.0, 4.0, 4.0)  # (z, y, x) mm of a phantom voxel
+    split_seed: int = 0                   # seed of the patient-level train/test split
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shared UNet (SR3 / Palette style)."""
+
+    base_channels: int = 32               # channels at full resolution
+    channel_mults: tuple[int, ...] = (1, 2, 4)  # multiplier per resolution level
+    num_res_blocks: int = 1               # residual blocks per level
+    attention_resolutions: tuple[int, ...] = ()  # feature-map sizes (pixels) with self-attention
+    dropout: float = 0.0
+    cond_channels: int = 1                # condition channels (MR slices) concatenated to x_t
+    out_channels: int = 1                 # target channels
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """Forward processes: DDPM (Ho 2020) and VE-SDE (Song 2021)."""
+
+    num_steps: int = 1000                 # DDPM T
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    sigma: float = 25.0                   # VE-SDE sigma (g(t) = sigma**t)
+    eps_train: float = 1e-5               # VE-SDE smallest training time
+    eps_sample: float = 1e-3              # VE-SDE time where sampling stops
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of all four methods (one loop)."""
+
+    batch_size: int = 16
+    lr: float = 1e-4                      # Adam, as in the study
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    diffusion_steps: int = 4000           # optimiser steps for ddpm / vesde (step budget)
+    baseline_steps: int = 1500            # optimiser steps for cnn / wgan
+    epoch_rule: bool = False              # the study's rule: >= min_epochs, stop on < 1 % drop vs 20-epoch mean
+    min_epochs: int = 100
+    rule_window: int = 20
+    rule_min_drop: float = 0.01
+    max_epochs: int = 10_000              # safety cap when epoch_rule is on
+    ema_decay: float = 0.999              # EMA of the weights used for sampling (diffusion models)
+    ddpm_loss_weighting: str = "eps"      # "eps" (study, eq. 23) or "min-snr-5" (Hang et al. 2023)
+    n_critic: int = 5                     # WGAN-GP critic steps per generator step
+    gp_lambda: float = 10.0               # WGAN-GP gradient-penalty weight
+    wgan_mse_weight: float = 100.0        # WGAN-GP generator MSE fidelity weight
+    checkpoint_every: int = 500           # steps between checkpoints
+    log_every: int = 10                   # steps between loss-log rows
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Sampling, Monte-Carlo and the sampler budgets."""
+
+    mc_samples: int = 10                  # MC replicates per test slice (study: 10)
+    max_test_slices: int = 0              # 0 = every test slice
+    chunk_size: int = 256                 # samples forwarded together
+    trajectory_every: int = 0             # record x_t every k steps for the chosen slices (0: ~10 frames)
+    trajectory_slices: tuple[int, ...] = (0,)  # test-slice indices whose trajectory is kept
+    ddpm_steps: int = 1000                # ancestral DDPM (Table I, Alg. 2)
+    ddim_steps: int = 50
+    dpm_steps: int = 20                   # DPM-Solver++(2M)
+    em_steps: int = 1000                  # Euler–Maruyama (eq. 30)
+    pc_steps: int = 500                   # predictor steps of PC (study: 500)
+    pc_corrector_steps: int = 1           # Langevin corrector steps per predictor step (study: 500 + 500)
+    snr: float = 0.16                     # Langevin corrector signal-to-noise ratio
+    ode_rtol: float = 1e-5                # probability-flow ODE, RK45
+    ode_atol: float = 1e-5
+    heun_steps: int = 20                  # Heun in sigma space (NFE = 2N - 1)
+    seed: int = 0                         # base seed of the MC generators
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One complete setting of the study."""
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def steps_for(self, method: str) -> int:
+        """Optimiser-step budget of one method."""
+        check_method(method)
+        return self.train.diffusion_steps if method in ("ddpm", "vesde") else self.train.baseline_steps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; expected one of {', '.join(METHODS)}.")
+    return method
+
+
+SMOKE = Profile(
+    name="smoke",
+    data=DataConfig(image_size=16, n_patients=3, n_test_patients=1, slices_per_patient=4,
+                    phantom_shape=(8, 48, 48), phantom_spacing=(10.0, 8.0, 8.0)),
+    model=ModelConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1),
+    train=TrainConfig(batch_size=4, diffusion_steps=20, baseline_steps=10, n_critic=2,
+                      checkpoint_every=10, log_every=2, ema_decay=0.9),
+    sample=SampleConfig(mc_samples=2, max_test_slices=2, ddpm_steps=10, ddim_steps=5, dpm_steps=5,
+                        em_steps=10, pc_steps=5, pc_corrector_steps=1, heun_steps=4,
+                        ode_rtol=1e-2, ode_atol=1e-2),
+)
+
+CPU = Profile(
+    name="cpu",
+    data=DataConfig(image_size=32, n_patients=10, n_test_patients=2, slices_per_patient=16,
+                    phantom_shape=(24, 96, 96), phantom_spacing=(5.0, 4.0, 4.0)),
+    model=ModelConfig(base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=1),
+    # Min-SNR-5 is a declared deviation from the study's plain eps loss: on this machine it
+    # reaches the same error ~1.5x sooner (DESIGN.md sizing facts); the paper profile keeps "eps".
+    train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=4000, baseline_steps=1500, n_critic=2,
+                      ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20),
+    sample=SampleConfig(mc_samples=10, max_test_slices=16, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
+                        em_steps=250, pc_steps=125, pc_corrector_steps=1, heun_steps=20,
+                        ode_rtol=1e-4, ode_atol=1e-4),
+)
+
+GPU = Profile(
+    name="gpu",
+    data=DataConfig(image_size=256, n_patients=19, n_test_patients=2, slices_per_patient=48,
+                    phantom_shape=(48, 256, 256), phantom_spacing=(2.5, 1.75, 1.75)),
+    model=ModelConfig(base_channels=64, channel_mults=(1, 1, 2, 2, 4, 4), num_res_blocks=2,
+                      attention_resolutions=(16,), dropout=0.1),
+    train=TrainConfig(batch_size=8, diffusion_steps=100_000, baseline_steps=20_000, checkpoint_every=5000,
+                      log_every=50),
+    sample=SampleConfig(mc_samples=10, ddpm_steps=1000, em_steps=1000, pc_steps=500, pc_corrector_steps=1,
+                        chunk_size=64),
+)
+
+PAPER = Profile(
+    name="paper",
+    data=DataConfig(image_size=512, n_patients=19, n_test_patients=2, slices_per_patient=0,
+                    phantom_shape=(64, 512, 512), phantom_spacing=(2.5, 0.98, 0.98)),
+    model=ModelConfig(base_channels=64, channel_mults=(1, 1, 2, 2, 4, 4), num_res_blocks=2,
+                      attention_resolutions=(16,), dropout=0.1),
+    train=TrainConfig(batch_size=2, lr=1e-4, epoch_rule=True, min_epochs=100, rule_window=20,
+                      rule_min_drop=0.01, diffusion_steps=0, baseline_steps=0, checkpoint_every=5000,
+                      log_every=50),
+    sample=SampleConfig(mc_samples=10, ddpm_steps=1000, em_steps=1000, pc_steps=500, pc_corrector_steps=1,
+                        chunk_size=16),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, GPU, PAPER)}
+
+
+def get_profile(name: str | Profile, **overrides) -> Profile:
+    """Look a profile up by name; `overrides` replace whole sections (e.g. train=TrainConfig(...))."""
+    if isinstance(name, Profile):
+        profile = name
+    elif name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}; expected one of {', '.join(PROFILES)}.")
+    else:
+        profile = PROFILES[name]
+    return replace(profile, **overrides) if overrides else profile

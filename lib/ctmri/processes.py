@@ -1,0 +1,123 @@
+"""Forward processes: the DDPM schedule (Ho et al. 2020) and the VE-SDE (Song et al. 2021)."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .rng import GeneratorArg, randn
+
+Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample values (B,) shaped to broadcast over an image batch (B, C, H, W)."""
+    return v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class DDPM:
+    """Linear-beta DDPM (Ho et al. 2020): x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, eq. (3).
+
+    The network is called as model(x_t, y, t) with t a LongTensor of 0-based indices into
+    `alphas_cumprod` (index t-1 is the paper's step t) and predicts eps.
+    """
+
+    kind = "ddpm"
+
+    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        if num_steps < 1:
+            raise ValueError(f"DDPM needs num_steps >= 1, got {num_steps}.")
+        self.num_steps = int(num_steps)
+        self.betas = torch.linspace(beta_start, beta_end, self.num_steps, dtype=torch.float64)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+
+    def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """alpha-bar at integer steps t, broadcast like `like`."""
+        return _bcast(self.alphas_cumprod[t.long().cpu()], like)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Sample q(x_t | x_0), eq. (3)."""
+        a = self.abar(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+        a = self.abar(t, x_t)
+        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio abar_t / (1 - abar_t) (for Min-SNR weighting)."""
+        a = self.alphas_cumprod[t.long().cpu()]
+        return (a / (1 - a)).float().to(t.device)
+
+    def prior_sample(self, shape, generator: GeneratorArg = None, device=None,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """x_T ~ N(0, I)."""
+        return randn(shape, generator, device=device, dtype=dtype)
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "num_steps": self.num_steps, "beta_start": float(self.betas[0]),
+                "beta_end": float(self.betas[-1])}
+
+
+class VESDE:
+    """Variance-exploding SDE dx = sigma^t dw (Song et al. 2021; Song's tutorial, sigma = 25).
+
+    marginal_std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma)); x(t) = x(0) + marginal_std(t) z.
+    The network is called as model(x_t, y, t) with float t in (0, 1] and predicts the score.
+    As in score-SDE practice the raw network output is divided by marginal_std(t)
+    (`score_model`), so the net itself predicts -z, an O(1) target at every t.
+    """
+
+    kind = "vesde"
+
+    def __init__(self, sigma: float = 25.0, eps_train: float = 1e-5, eps_sample: float = 1e-3):
+        if sigma <= 1:
+            raise ValueError(f"VE-SDE needs sigma > 1, got {sigma}.")
+        self.sigma = float(sigma)
+        self.eps_train = float(eps_train)
+        self.eps_sample = float(eps_sample)
+        self.log_sigma = math.log(self.sigma)
+
+    def marginal_std(self, t: torch.Tensor | float) -> torch.Tensor:
+        """std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma))."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return torch.sqrt((self.sigma ** (2 * t) - 1) / (2 * self.log_sigma))
+
+    def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
+        """g(t) = sigma^t."""
+        return self.sigma ** torch.as_tensor(t, dtype=torch.float64)
+
+    def t_of_std(self, std: torch.Tensor | float) -> torch.Tensor:
+        """Inverse of marginal_std: t = ln(2 ln(sigma) std^2 + 1) / (2 ln sigma)."""
+        std = torch.as_tensor(std, dtype=torch.float64)
+        return torch.log(2 * self.log_sigma * std**2 + 1) / (2 * self.log_sigma)
+
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Sample p_0t(x(t) | x(0)) = N(x(0), std(t)^2 I)."""
+        return x0 + _bcast(self.marginal_std(t), x0) * noise
+
+    def prior_sample(self, shape, generator: GeneratorArg = None, device=None,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """x(1) ~ N(0, std(1)^2 I)."""
+        return randn(shape, generator, device=device, dtype=dtype) * float(self.marginal_std(1.0))
+
+    def score_model(self, net: Model) -> Model:
+        """Wrap a raw network: s_theta(x, y, t) = net(x, y, t) / std(t)."""
+        def score(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return net(x, y, t) / _bcast(self.marginal_std(t.detach().cpu()), x)
+        return score
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "sigma": self.sigma, "eps_train": self.eps_train, "eps_sample": self.eps_sample}
+
+
+def make_process(method: str, cfg) -> DDPM | VESDE:
+    """The process a method trains and samples with (`cfg` is a config.ProcessConfig)."""
+    if method == "ddpm":
+        return DDPM(cfg.num_steps, cfg.beta_start, cfg.beta_end)
+    if method == "vesde":
+        return VESDE(cfg.sigma, cfg.eps_train, cfg.eps_sample)
+    raise ValueError(f"Method {method!r} has no diffusion process; expected 'ddpm' or 'vesde'.")
