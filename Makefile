@@ -1,0 +1,112 @@
+# ctmri: every stage of the study is a file target; `make reproduce` walks the DAG through papermill.
+#   make setup | test | reproduce [PROFILE=cpu] | reproduce-min | bench | lab | clean
+# ROOT is where data/, runs/ and figures/ go (default: this folder); tests use a scratch ROOT.
+
+SHELL      := /bin/bash
+PROFILE    ?= cpu
+ROOT       ?= .
+DATASET    ?= phantom
+DATA_DIR   ?=
+DIRECTION  ?= mr2ct
+PYTHON3    ?= python3
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.ctmri-setup
+export CTMRI_ROOT := $(abspath $(ROOT))
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+PAPERMILL  = $(PY) -m papermill --no-progress-bar --log-level WARNING -k python3
+RUN        := $(ROOT)/runs/$(PROFILE)
+NBOUT      := $(RUN)/notebooks
+LIB         = $(addprefix lib/ctmri/,$(addsuffix .py,$(1)))
+
+DDPM_SAMPLERS  := ddpm ddim dpm++2m
+VESDE_SAMPLERS := em pc ode heun
+ONE_PASS       := cnn wgan
+SAMPLERS       := $(DDPM_SAMPLERS) $(VESDE_SAMPLERS) $(ONE_PASS)
+METHODS        := ddpm vesde cnn wgan
+
+DATA       := $(ROOT)/data/processed/$(PROFILE)/manifest.json
+CKPTS      := $(foreach m,$(METHODS),$(RUN)/checkpoints/$(m).pt)
+SAMPLES    := $(foreach s,$(SAMPLERS),$(RUN)/samples/$(s).npz)
+METRICS    := $(RUN)/metrics.csv
+FIGURES    := $(RUN)/figures.done
+
+DATA_LIB   := $(call LIB,config paths provenance phantom datasets prepare)
+TRAIN_LIB  := $(call LIB,config processes rng unet losses checkpoints train)
+SAMPLE_LIB := $(call LIB,config processes rng samplers mc checkpoints)
+EVAL_LIB   := $(call LIB,metrics evaluate)
+FIG_LIB    := $(call LIB,figures)
+
+# Run one notebook through papermill, export HTML, and log the stage's wall time.
+# $(1) notebook, $(2) output name, $(3) parameters
+define run_notebook
+	@mkdir -p $(NBOUT)
+	@start=$$(date +%s); \
+	$(PAPERMILL) $(1) $(NBOUT)/$(2).ipynb -p profile $(PROFILE) $(3) && \
+	$(PY) -m jupyter nbconvert --to html --log-level WARN $(NBOUT)/$(2).ipynb >/dev/null 2>&1; \
+	status=$$?; echo "$(2) $$(( $$(date +%s) - start )) s" | tee -a $(RUN)/stage_seconds.txt; exit $$status
+endef
+
+.PHONY: setup test test-unit test-pipeline test-notebooks reproduce reproduce-min data train sample evaluate figures bench lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ctmri)" >/dev/null
+	@touch $@
+
+# ---- the study's DAG ------------------------------------------------------------------------
+data: $(DATA)
+train: $(CKPTS)
+sample: $(SAMPLES)
+evaluate: $(METRICS)
+figures: $(FIGURES)
+
+$(DATA): notebooks/00_prepare_data.ipynb $(DATA_LIB) | $(STAMP)
+	$(call run_notebook,$<,00_prepare_data,-p dataset $(DATASET) -p data_dir "$(DATA_DIR)" -p direction $(DIRECTION))
+
+$(RUN)/checkpoints/%.pt: notebooks/01_train.ipynb $(DATA) $(TRAIN_LIB) | $(STAMP)
+	$(call run_notebook,$<,01_train_$*,-p method $*)
+
+$(foreach s,$(DDPM_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/ddpm.pt))
+$(foreach s,$(VESDE_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/vesde.pt))
+$(foreach s,$(ONE_PASS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/$(s).pt))
+
+$(RUN)/samples/%.npz: notebooks/02_sample.ipynb $(SAMPLE_LIB) | $(STAMP)
+	$(call run_notebook,$<,02_sample_$*,-p sampler $*)
+
+$(METRICS): notebooks/03_evaluate.ipynb $(SAMPLES) $(EVAL_LIB) | $(STAMP)
+	$(call run_notebook,$<,03_evaluate,)
+
+$(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(FIG_LIB) | $(STAMP)
+	$(call run_notebook,$<,04_figures,)
+	@touch $@
+
+reproduce: $(FIGURES)
+	@echo "Done: $(RUN)/summary.md, $(RUN)/claims.md, $(ROOT)/figures/$(PROFILE)/ (stage times: $(RUN)/stage_seconds.txt)"
+
+reproduce-min:
+	$(MAKE) reproduce PROFILE=smoke
+
+# ---- tests -------------------------------------------------------------------------------------
+TEST_ROOT := $(CURDIR)/build/test-root
+
+test: setup
+	$(PY) -m pytest tests -q
+	rm -rf $(TEST_ROOT)/nbval
+	CTMRI_ROOT=$(TEST_ROOT)/nbval $(PY) -m pytest --nbval-lax -q -p no:cacheprovider notebooks
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+clean:
+	rm -rf runs data/processed data/raw build figures/smoke
