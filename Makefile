@@ -86,6 +86,8 @@ $(METRICS): notebooks/03_evaluate.ipynb $(SAMPLES) $(EVAL_LIB) | $(STAMP)
 
 $(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(FIG_LIB) | $(STAMP)
 	$(call run_notebook,$<,04_figures,)
+	@mkdir -p $(ROOT)/figures/$(PROFILE)
+	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/stage_seconds.txt $(ROOT)/figures/$(PROFILE)/
 	@touch $@
 
 reproduce: $(FIGURES)

@@ -1,0 +1,322 @@
+"""`Case` volumes and the readers of real data: SynthRAD2023 (NIfTI / .mha) and Gold Atlas DICOM (DESIGN.md)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+DATASET_KINDS = ("phantom", "synthrad", "goldatlas")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+MHA_SUFFIXES = (".mha", ".mhd", ".nrrd")
+# Files that may sit in a DICOM patient folder and are skipped without being read.
+NON_DICOM_SUFFIXES = (".txt", ".md", ".json", ".csv", ".xml", ".pdf", ".png", ".jpg", ".jpeg", ".nii",
+                      ".gz", ".mha", ".zip", ".log", ".ini", ".html")
+SKIPPED_NAMES = ("DICOMDIR", "LOCKFILE", "VERSION", ".DS_Store", "Thumbs.db")
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file or value and what was expected."""
+
+
+@dataclass
+class Case:
+    """One patient: paired MR and CT (HU) volumes (z, y, x) on one grid, body mask, spacing (z, y, x) mm."""
+
+    id: str
+    mr: np.ndarray
+    ct: np.ndarray
+    mask: np.ndarray | None = None          # None: derive from MR (prepare.body_mask_from_mr)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    labels: np.ndarray | None = None        # phantom only: tissue label map (phantom.LABELS)
+    source: str | None = None               # folder or file the case was read from
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.mr.shape)
+
+    def validate(self) -> "Case":
+        """Same 3-D grid for MR, CT and mask, finite values, positive spacing; else a DataError naming the case."""
+        where = f"case {self.id!r}" + (f" ({self.source})" if self.source else "")
+        if np.ndim(self.mr) != 3 or np.ndim(self.ct) != 3:
+            raise DataError(f"{where}: MR and CT must be 3-D volumes (z, y, x); got MR shape "
+                            f"{tuple(np.shape(self.mr))} and CT shape {tuple(np.shape(self.ct))}.")
+        if self.mr.shape != self.ct.shape:
+            raise DataError(f"{where}: MR shape {tuple(self.mr.shape)} and CT shape {tuple(self.ct.shape)} differ; "
+                            "expected MR and CT resampled to one grid.")
+        if self.mask is not None and self.mask.shape != self.mr.shape:
+            raise DataError(f"{where}: mask shape {tuple(self.mask.shape)} differs from the MR/CT shape "
+                            f"{tuple(self.mr.shape)}.")
+        for name, vol in (("MR", self.mr), ("CT", self.ct)):
+            bad = int(np.size(vol) - np.count_nonzero(np.isfinite(vol)))
+            if bad:
+                raise DataError(f"{where}: the {name} volume contains {bad} NaN/inf voxels; expected finite values.")
+        if len(self.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing):
+            raise DataError(f"{where}: spacing {tuple(self.spacing)} is not three positive numbers (z, y, x) in mm.")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------- SynthRAD2023
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for suffix in NIFTI_SUFFIXES + MHA_SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _require_dir(root: str | os.PathLike, what: str) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{what} folder {str(root)!r} does not exist or is not a folder.")
+    if not any(root.iterdir()):
+        raise DataError(f"{what} folder {str(root)!r} is empty; expected patient folders inside it.")
+    return root
+
+
+def read_volume(path: str | os.PathLike, *, dtype=np.float32) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read a NIfTI (or, with SimpleITK, .mha) volume as (z, y, x) in LPS voxel order and its (z, y, x) spacing."""
+    path = Path(path)
+    if path.name.endswith(MHA_SUFFIXES):
+        return _read_itk(path, dtype)
+    import nibabel as nib
+    from nibabel import orientations as ornt
+
+    try:
+        img = nib.load(str(path))
+        target = ornt.axcodes2ornt(("L", "P", "S"))
+        img = img.as_reoriented(ornt.ornt_transform(ornt.io_orientation(img.affine), target))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ...)
+        raise DataError(f"Cannot read {str(path)!r} as a NIfTI volume ({type(exc).__name__}: {exc}).") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{str(path)!r} holds an array of shape {data.shape}; expected a 3-D volume.")
+    zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    return np.ascontiguousarray(data.transpose(2, 1, 0)).astype(dtype, copy=False), \
+        (float(zooms[2]), float(zooms[1]), float(zooms[0]))
+
+
+def _read_itk(path: Path, dtype) -> tuple[np.ndarray, tuple[float, float, float]]:
+    try:
+        import SimpleITK as sitk
+    except ImportError:
+        raise DataError(f"{str(path)!r} is an ITK image; reading it needs SimpleITK (pip install SimpleITK), "
+                        "or convert it to .nii.gz.") from None
+    try:
+        img = sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPS")
+    except Exception as exc:
+        raise DataError(f"Cannot read {str(path)!r} as an ITK image ({exc}).") from None
+    sx, sy, sz = img.GetSpacing()
+    return sitk.GetArrayFromImage(img).astype(dtype), (float(sz), float(sy), float(sx))
+
+
+def write_nifti(path: str | os.PathLike, volume: np.ndarray, spacing: Sequence[float]) -> Path:
+    """Write a (z, y, x) LPS volume as NIfTI: array (x, y, z), affine diag(-sx, -sy, sz) (ITK's LPS convention)."""
+    import nibabel as nib
+
+    sz, sy, sx = (float(s) for s in spacing)
+    affine = np.diag([-sx, -sy, sz, 1.0])
+    img = nib.Nifti1Image(np.ascontiguousarray(np.asarray(volume).transpose(2, 1, 0)), affine)
+    img.header.set_xyzt_units("mm")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
+
+
+def _case_folders(root: Path) -> list[Path]:
+    folders = set()
+    for stem in ("mr", "ct"):
+        for suffix in NIFTI_SUFFIXES + MHA_SUFFIXES:
+            folders.update(p.parent for p in root.rglob(f"{stem}{suffix}"))
+    return sorted(folders)
+
+
+def read_synthrad_case(folder: str | os.PathLike, case_id: str | None = None) -> Case:
+    """One SynthRAD2023 patient folder: mr + ct (+ optional mask) as .nii.gz / .nii / .mha."""
+    folder = Path(folder)
+    files = {stem: _find(folder, stem) for stem in ("mr", "ct", "mask")}
+    for stem in ("mr", "ct"):
+        if files[stem] is None:
+            raise DataError(f"Patient folder {str(folder)!r} has no {stem}.nii.gz (nor {stem}.nii / {stem}.mha); "
+                            "expected mr and ct files side by side (SynthRAD2023 layout).")
+    mr, spacing = read_volume(files["mr"])
+    ct, _ = read_volume(files["ct"])
+    mask = None
+    if files["mask"] is not None:
+        mask = read_volume(files["mask"])[0] > 0.5
+    case = Case(id=case_id or folder.name, mr=mr, ct=ct, mask=mask, spacing=spacing, source=str(folder),
+                meta={"files": {k: str(v) for k, v in files.items() if v is not None}})
+    return case.validate()
+
+
+def read_synthrad(root: str | os.PathLike) -> list[Case]:
+    """Every patient folder below `root` holding mr + ct files (root itself, `<id>/`, or `Task1/pelvis/<id>/`)."""
+    root = _require_dir(root, "SynthRAD")
+    folders = _case_folders(root)
+    if not folders:
+        raise DataError(f"No patient folders with mr.nii.gz and ct.nii.gz found below {str(root)!r}; expected the "
+                        "SynthRAD2023 layout <root>/<patient>/{mr,ct,mask}.nii.gz.")
+    ids = [f.name if f != root else root.name for f in folders]
+    if len(set(ids)) != len(ids):  # same patient name in two sub-trees: use the relative path
+        ids = [str(f.relative_to(root)) if f != root else root.name for f in folders]
+    return [read_synthrad_case(f, i) for f, i in zip(folders, ids)]
+
+
+# ----------------------------------------------------------------------------------------------- DICOM
+
+def _dcmread(path: Path, header_only: bool):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=header_only)
+    except InvalidDicomError:
+        raise DataError(f"{str(path)!r} is not a DICOM file (no DICM header); expected DICOM slices only.") from None
+    except Exception as exc:
+        raise DataError(f"Cannot read DICOM file {str(path)!r} ({type(exc).__name__}: {exc}).") from None
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.name not in SKIPPED_NAMES and not p.name.lower().endswith(NON_DICOM_SUFFIXES))
+
+
+def _slice_position(ds, path: Path) -> float:
+    """Distance of the slice along the normal: ImagePositionPatient · (row × column direction cosines)."""
+    try:
+        iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        ipp = np.asarray(ds.ImagePositionPatient, dtype=float)
+    except AttributeError:
+        raise DataError(f"{str(path)!r} has no ImagePositionPatient / ImageOrientationPatient; "
+                        "expected them to order the slices.") from None
+    if iop.shape != (6,) or ipp.shape != (3,):
+        raise DataError(f"{str(path)!r}: ImageOrientationPatient {list(iop)} / ImagePositionPatient {list(ipp)} "
+                        "are malformed; expected 6 and 3 numbers.")
+    return float(ipp @ np.cross(iop[:3], iop[3:]))
+
+
+def read_dicom_series(folder_or_files: str | os.PathLike | Iterable[str | os.PathLike], *,
+                      series_uid: str | None = None) -> tuple[np.ndarray, tuple[float, float, float], dict]:
+    """One DICOM series → (volume (z, y, x) float32 in HU when rescale tags exist, spacing mm, meta).
+
+    Slices are sorted by ImagePositionPatient projected on the slice normal; voxels equal to
+    PixelPaddingValue are set to the volume's minimum and flagged in meta["padding_mask"].
+    """
+    if isinstance(folder_or_files, (str, os.PathLike)):
+        folder = Path(folder_or_files)
+        if not folder.exists():
+            raise DataError(f"DICOM path {str(folder)!r} does not exist.")
+        files = [folder] if folder.is_file() else _dicom_files(folder)
+        if not files:
+            raise DataError(f"DICOM folder {str(folder)!r} holds no files; expected DICOM slices.")
+    else:
+        files = [Path(p) for p in folder_or_files]
+        if not files:
+            raise DataError("No DICOM files given; expected at least one slice.")
+    headers = [(p, _dcmread(p, header_only=True)) for p in files]
+    uids = sorted({str(ds.get("SeriesInstanceUID", "")) for _, ds in headers})
+    if series_uid is not None:
+        headers = [(p, ds) for p, ds in headers if str(ds.get("SeriesInstanceUID", "")) == series_uid]
+        if not headers:
+            raise DataError(f"No DICOM slice of series {series_uid!r} among the {len(files)} files given.")
+    elif len(uids) > 1:
+        raise DataError(f"The DICOM files given hold {len(uids)} series ({', '.join(uids)}); expected one "
+                        "(pass series_uid=...).")
+    if len(headers) > 1:
+        headers.sort(key=lambda item: _slice_position(item[1], item[0]))
+    slices, padding = [], []
+    for path, _ in headers:
+        ds = _dcmread(path, header_only=False)
+        try:
+            raw = np.asarray(ds.pixel_array)
+        except Exception as exc:
+            raise DataError(f"Cannot decode the pixel data of {str(path)!r} ({type(exc).__name__}: {exc}).") from None
+        if raw.ndim != 2:
+            raise DataError(f"{str(path)!r} holds pixel data of shape {raw.shape}; expected one 2-D slice.")
+        pad_value = ds.get("PixelPaddingValue")
+        padding.append(raw == pad_value if pad_value is not None else np.zeros(raw.shape, bool))
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slices.append(raw.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+    shapes = {s.shape for s in slices}
+    if len(shapes) > 1:
+        raise DataError(f"The slices of DICOM series {uids[0]!r} have different sizes {sorted(shapes)}; "
+                        "expected one size.")
+    volume, pad = np.stack(slices), np.stack(padding)
+    if pad.any():
+        volume[pad] = volume[~pad].min() if (~pad).any() else 0.0
+    first = headers[0][1]
+    row_mm, col_mm = (float(v) for v in first.get("PixelSpacing", (1.0, 1.0)))
+    positions = [_slice_position(ds, p) for p, ds in headers] if len(headers) > 1 else []
+    steps = np.diff(positions) if positions else np.array([])
+    if steps.size and np.any(np.isclose(steps, 0.0)):
+        raise DataError(f"DICOM series {uids[0]!r} has two slices at the same position; expected one per position.")
+    dz = float(np.median(steps)) if steps.size else float(first.get("SpacingBetweenSlices",
+                                                                    first.get("SliceThickness", 1.0)) or 1.0)
+    meta = {"files": [str(p) for p, _ in headers], "series_uid": uids[0] if uids else "",
+            "series_description": str(first.get("SeriesDescription", "")), "modality": str(first.get("Modality", "")),
+            "rescaled": "RescaleSlope" in first or "RescaleIntercept" in first, "padding_mask": pad}
+    return volume, (abs(dz), row_mm, col_mm), meta
+
+
+def _series_of(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
+    series: dict[str, list[tuple[Path, Any]]] = {}
+    for path in _dicom_files(folder):
+        ds = _dcmread(path, header_only=True)
+        if "Rows" not in ds:  # RT structures, reports, presentation states: no image
+            continue
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
+    return series
+
+
+def _pick(series: dict[str, list], folder: Path, keys: Sequence[str], what: str) -> str:
+    found = {uid: str(items[0][1].get("SeriesDescription", "")) for uid, items in series.items()}
+    hits = [uid for uid, desc in found.items() if any(k.lower() in desc.lower() for k in keys)]
+    if not hits:
+        listed = ", ".join(repr(d) for d in sorted(found.values())) or "none"
+        raise DataError(f"Patient folder {str(folder)!r} has no {what} series (SeriesDescription containing "
+                        f"{' or '.join(repr(k) for k in keys)}); found series: {listed}.")
+    return max(hits, key=lambda uid: (len(series[uid]), uid))  # the fullest matching series
+
+
+def read_goldatlas_case(folder: str | os.PathLike) -> Case:
+    """One Gold Atlas patient: the T2 series ("T2"/"t2") and the CT registered to it ("CTtoMR")."""
+    folder = Path(folder)
+    series = _series_of(folder)
+    if not series:
+        raise DataError(f"Patient folder {str(folder)!r} holds no DICOM images; expected a T2 MR and a CTtoMR series.")
+    ct_uid = _pick(series, folder, ("CTtoMR",), "registered CT")
+    mr_uid = _pick({u: s for u, s in series.items() if u != ct_uid}, folder, ("T2",), "T2-weighted MR")
+    mr, spacing, mr_meta = read_dicom_series([p for p, _ in series[mr_uid]])
+    ct, _, ct_meta = read_dicom_series([p for p, _ in series[ct_uid]])
+    if mr.shape == ct.shape:
+        ct[ct_meta["padding_mask"]] = -1024.0
+        mr[mr_meta["padding_mask"] | ct_meta["padding_mask"]] = 0.0
+    meta = {"mr_series": mr_meta["series_description"], "ct_series": ct_meta["series_description"],
+            "mr_rescaled": mr_meta["rescaled"], "ct_rescaled": ct_meta["rescaled"]}
+    return Case(id=folder.name, mr=mr, ct=ct, mask=None, spacing=spacing, source=str(folder), meta=meta).validate()
+
+
+def read_goldatlas(root: str | os.PathLike) -> list[Case]:
+    """Gold Atlas male pelvis: one DICOM folder per patient below `root` (files anywhere below it)."""
+    root = _require_dir(root, "Gold Atlas")
+    patients = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not patients:
+        patients = [root]
+    return [read_goldatlas_case(p) for p in patients]
+
+
+def read_dataset(kind: str, root: str | os.PathLike) -> list[Case]:
+    """Read every case of a dataset kind: "phantom" (a write_synthrad folder), "synthrad" or "goldatlas"."""
+    if kind not in DATASET_KINDS:
+        raise DataError(f"Unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}.")
+    if root is None or str(root) == "":
+        raise DataError(f"Dataset kind {kind!r} needs a data folder (DATA_DIR); none was given.")
+    return read_goldatlas(root) if kind == "goldatlas" else read_synthrad(root)

@@ -1,0 +1,202 @@
+"""Batched Monte-Carlo sampling of the test split: K replicates per slice, mean / std maps, timing, NFE.
+
+Replicate k of test slice i draws all its noise from its own generator seeded with
+`rng.replicate_seed(base_seed, i, k)`, so any one sample regenerates alone (`regenerate`).
+The CNN and WGAN-GP baselines enter as one-pass "samplers" (K = 1, NFE = 1).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import paths, rng
+from .config import Profile, get_profile
+from .samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, record_every
+
+ONE_PASS = ("cnn", "wgan")
+ALL_SAMPLERS = (*SAMPLERS, *ONE_PASS)
+
+
+def sampler_method(sampler: str) -> str:
+    """The trained method a sampler needs: ddpm / ddim / dpm++2m -> ddpm, em / pc / ode / heun -> vesde."""
+    if sampler in ONE_PASS:
+        return sampler
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler!r}; expected one of {', '.join(ALL_SAMPLERS)}.")
+    return SAMPLER_PROCESS[sampler]
+
+
+def sampler_settings(profile: Profile, sampler: str) -> tuple[int, dict[str, Any]]:
+    """Default (steps, options) of a sampler from `profile.sample`."""
+    s = profile.sample
+    steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps, "dpm++2m": s.dpm_steps, "em": s.em_steps,
+             "pc": s.pc_steps, "heun": s.heun_steps, "ode": 10, "cnn": 1, "wgan": 1}
+    options = {"pc": {"corrector_steps": s.pc_corrector_steps, "snr": s.snr},
+               "ode": {"rtol": s.ode_rtol, "atol": s.ode_atol}}
+    sampler_method(sampler)
+    return steps[sampler], options.get(sampler, {})
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond, *, mc_samples: int, steps: int,
+                base_seed: int = 0, chunk_size: int = 256, slice_ids: Optional[Sequence[int]] = None,
+                trajectory_slices: Sequence[int] = (), trajectory_every: int = 0,
+                options: Optional[dict] = None, out_channels: int = 1, device=None,
+                progress: bool = True) -> dict[str, Any]:
+    """Sample every (slice, replicate) pair in chunks of `chunk_size`; return samples, mean, std, seeds, trajectory, timing.
+
+    cond: (N, C, H, W) array or tensor. slice_ids: the index of each slice in the test split (seeds
+    use it; default 0..N-1). trajectory_slices: positions in `cond` whose replicate 0 keeps x_t and
+    x0_pred every `trajectory_every` steps (0: about 10 frames), the last step, and the final sample
+    (trajectory_steps counts completed steps: 0 is the initial noise). std uses ddof = 1 (K > 1).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device or default_device())
+    one_pass = sampler in ONE_PASS
+    fn = None if one_pass else get_sampler(sampler, process)
+    options = dict(options or {})
+    cond_t = torch.as_tensor(np.asarray(cond, dtype=np.float32))
+    n, k_rep = cond_t.shape[0], (1 if one_pass else int(mc_samples))
+    if k_rep < 1:
+        raise ValueError(f"mc_samples must be >= 1, got {mc_samples}.")
+    slice_ids = np.arange(n) if slice_ids is None else np.asarray(slice_ids, dtype=np.int64)
+    seeds = np.array([[rng.replicate_seed(base_seed, int(slice_ids[i]), k) for k in range(k_rep)]
+                      for i in range(n)], dtype=np.int64)
+    traj = [int(i) for i in trajectory_slices if 0 <= int(i) < n] if not one_pass else []
+    every = int(trajectory_every) or max(1, math.ceil(steps / 10))
+    shape = (out_channels, *cond_t.shape[2:])
+    samples = np.empty((n, k_rep, *shape), dtype=np.float32)
+    frames: dict[int, tuple[list[int], np.ndarray, np.ndarray]] = {}
+    pairs = [(i, k) for i in range(n) for k in range(k_rep)]
+    chunks = [pairs[j:j + chunk_size] for j in range(0, len(pairs), chunk_size)]
+    nfe_weighted = 0.0
+
+    _sync(device)
+    start = time.perf_counter()
+    for chunk in tqdm(chunks, desc=f"{sampler}", unit="chunk", disable=not progress):
+        idx = torch.tensor([i for i, _ in chunk])
+        y = cond_t[idx].to(device)
+        if one_pass:
+            with torch.no_grad():
+                out = model(y)
+            nfe_weighted += len(chunk)
+        else:
+            gens = [rng.make_generator(int(seeds[i, k]), device) for i, k in chunk]
+            keep = [j for j, (i, k) in enumerate(chunk) if k == 0 and i in traj]
+            rec = record_every(every, index=keep) if keep else None
+            info: dict = {}
+            out = fn(model, process, y, steps=steps, generator=gens, callback=rec, info=info,
+                     out_channels=out_channels, **options)
+            nfe_weighted += info["nfe"] * len(chunk)
+            if rec is not None:
+                final = out[keep].detach().cpu()
+                x = torch.cat([rec.x, final[None]]).numpy()
+                x0 = torch.cat([rec.x0_pred, final[None]]).numpy()
+                for col, j in enumerate(keep):
+                    frames[chunk[j][0]] = (rec.steps + [steps], x[:, col], x0[:, col])
+        out = out.detach().float().cpu().numpy()
+        for j, (i, k) in enumerate(chunk):
+            samples[i, k] = out[j]
+    _sync(device)
+    seconds = time.perf_counter() - start
+
+    if not np.isfinite(samples).all():
+        raise FloatingPointError(f"Sampler {sampler!r} produced NaN or inf values; check the model and step count.")
+    traj = [i for i in traj if i in frames]
+    steps_kept = frames[traj[0]][0] if traj else []
+    empty = np.zeros((len(traj), 0, *shape), dtype=np.float32)
+    return {
+        "samples": samples,
+        "mean": samples.mean(axis=1),
+        "std": samples.std(axis=1, ddof=1) if k_rep > 1 else np.zeros((n, *shape), dtype=np.float32),
+        "seeds": seeds,
+        "trajectory": np.stack([frames[i][1] for i in traj]) if traj else empty,
+        "trajectory_x0": np.stack([frames[i][2] for i in traj]) if traj else empty,
+        "trajectory_slices": np.asarray(traj, dtype=np.int64),
+        "trajectory_steps": np.asarray(steps_kept, dtype=np.int64),
+        "seconds_total": float(seconds),
+        "seconds_per_sample": float(seconds / (n * k_rep)),
+        "nfe": float(nfe_weighted / (n * k_rep)),
+        "steps": int(steps),
+    }
+
+
+def regenerate(model: Callable[..., torch.Tensor], process, sampler: str, cond_slice, *, slice_id: int, replicate: int,
+               steps: int, base_seed: int = 0, options: Optional[dict] = None, out_channels: int = 1,
+               device=None) -> np.ndarray:
+    """Redraw MC replicate `replicate` of test slice `slice_id` alone, (C, H, W); equals its value in the batch."""
+    device = torch.device(device or default_device())
+    y = torch.as_tensor(np.asarray(cond_slice, dtype=np.float32))[None].to(device)
+    gen = [rng.make_generator(rng.replicate_seed(base_seed, slice_id, replicate), device)]
+    out = get_sampler(sampler, process)(model, process, y, steps=steps, generator=gen, out_channels=out_channels,
+                                         **(options or {}))
+    return out[0].detach().float().cpu().numpy()
+
+
+def _select_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
+    """All slices, or `max_slices` evenly spaced through the test split (so every test patient is seen)."""
+    if not max_slices or max_slices >= n:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_slices)).astype(np.int64))
+
+
+def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[int] = None,
+                steps: Optional[int] = None, device=None, progress: bool = True,
+                max_slices: Optional[int] = None) -> Path:
+    """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz."""
+    from . import checkpoints, prepare
+    from .provenance import provenance, save_npz
+
+    prof = get_profile(profile)
+    method = sampler_method(sampler)
+    ckpt = paths.checkpoint_path(prof.name, method)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"Sampler {sampler!r} needs the {method!r} checkpoint {ckpt}, which is missing; "
+                                f"train it with `ctmri train --profile {prof.name} --method {method}` "
+                                f"or run `make reproduce PROFILE={prof.name}`.")
+    default_steps, options = sampler_settings(prof, sampler)
+    steps = int(steps or default_steps)
+    mc_samples = int(mc_samples or prof.sample.mc_samples)
+    max_slices = prof.sample.max_test_slices if max_slices is None else max_slices
+    device = torch.device(device or default_device())
+
+    data = prepare.load_split(prof.name, "test")
+    loaded = checkpoints.load_model(ckpt, device)
+    if loaded.method != method:
+        raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
+    sel = _select_slices(len(data), max_slices)
+    cond, target = data.cond[sel], data.target[sel]
+    trajectory_slices = [j for j, i in enumerate(sel) if i in set(prof.sample.trajectory_slices)] or [0]
+    res = monte_carlo(loaded.model, loaded.process, sampler, cond, mc_samples=mc_samples, steps=steps,
+                      base_seed=prof.sample.seed, chunk_size=prof.sample.chunk_size, slice_ids=sel,
+                      trajectory_slices=trajectory_slices, trajectory_every=prof.sample.trajectory_every,
+                      options=options, out_channels=target.shape[1], device=device, progress=progress)
+
+    out: dict[str, Any] = dict(res)
+    out.update(target=target.astype(np.float32), cond=cond.astype(np.float32), mask=data.mask[sel],
+               patient=np.asarray(data.patient[sel]).astype(str), slice_index=np.asarray(data.slice_index[sel]),
+               test_index=sel, sampler=np.array(sampler), method=np.array(method),
+               direction=np.array(data.direction))
+    if data.direction == "mr2ct":                       # target is CT: HU maps for evaluation
+        out["mean_hu"] = prepare.model_to_hu(res["mean"][:, 0]).astype(np.float32)
+        out["std_hu"] = (res["std"][:, 0] * (prepare.HU_MAX - prepare.HU_MIN) / 2.0).astype(np.float32)
+    prov = provenance(prof.name, sampler=sampler, method=method, steps=steps, mc_samples=mc_samples,
+                      options=options, device=str(device), checkpoint=str(ckpt),
+                      checkpoint_step=loaded.meta.get("step"))
+    out["provenance"] = np.array(json.dumps(prov, default=str))
+    return save_npz(paths.samples_path(prof.name, sampler), **out)

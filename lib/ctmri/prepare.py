@@ -1,0 +1,229 @@
+"""Data preparation (ARCHITECTURE.md, processed-data contract): model space, body mask, slices, patient split."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import paths
+from .config import DIRECTIONS, Profile, get_profile
+from .datasets import Case, DataError, read_dataset, read_synthrad
+from .provenance import provenance, save_npz, write_json
+
+HU_MIN, HU_MAX = -1024.0, 3000.0
+MR_PERCENTILES = (0.5, 99.5)
+SPLITS = ("train", "test")
+
+
+# ----------------------------------------------------------------------------------------------- model space
+
+def hu_to_model(hu):
+    """CT HU → model space: clip to [-1024, 3000], map linearly to [-1, 1] (numpy or torch)."""
+    hu = hu if hasattr(hu, "clip") else np.asarray(hu, dtype=np.float32)
+    return (hu.clip(HU_MIN, HU_MAX) - HU_MIN) * (2.0 / (HU_MAX - HU_MIN)) - 1.0
+
+
+def model_to_hu(x):
+    """Model space → CT HU, the inverse of `hu_to_model` on [-1, 1] (not clipped)."""
+    x = x if hasattr(x, "clip") else np.asarray(x, dtype=np.float32)
+    return (x + 1.0) * ((HU_MAX - HU_MIN) / 2.0) + HU_MIN
+
+
+def normalise_mr(mr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """MR → model space: 0.5 / 99.5 percentiles inside the body mapped to [-1, 1], then clipped."""
+    mr = np.asarray(mr, dtype=np.float32)
+    inside = mr[mask] if mask is not None and np.any(mask) else mr.ravel()
+    lo, hi = np.percentile(inside, MR_PERCENTILES)
+    if not hi > lo:
+        raise DataError(f"MR intensities inside the body are constant ({lo:g}); expected an image with contrast.")
+    return np.clip((mr - lo) * (2.0 / (hi - lo)) - 1.0, -1.0, 1.0).astype(np.float32)
+
+
+def check_direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"Unknown direction {direction!r}; expected one of {', '.join(DIRECTIONS)}.")
+    return direction
+
+
+# ----------------------------------------------------------------------------------------------- mask, slices
+
+def body_mask_from_mr(mr: np.ndarray, factor: float = 0.5) -> np.ndarray:
+    """Body mask: MR above `factor` × its Otsu threshold, largest 3-D component, holes filled per slice."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    smooth = ndimage.gaussian_filter(np.asarray(mr, dtype=np.float32), (0.0, 0.5, 0.5))
+    if np.ptp(smooth) == 0:
+        return np.zeros(smooth.shape, bool)
+    fg = smooth > factor * threshold_otsu(smooth)
+    fg = ndimage.binary_opening(fg, structure=np.ones((1, 3, 3), bool))
+    lab, n = ndimage.label(fg)
+    if n == 0:
+        return np.zeros(smooth.shape, bool)
+    fg = lab == (1 + int(np.argmax(np.bincount(lab.ravel())[1:])))
+    return np.stack([ndimage.binary_fill_holes(s) for s in fg])
+
+
+def select_slices(mask: np.ndarray, n: int, min_fraction: float = 0.2) -> np.ndarray:
+    """`n` axial slice indices evenly through the body (slices with ≥ min_fraction of the largest body area); 0 = all."""
+    area = np.asarray(mask).reshape(mask.shape[0], -1).sum(axis=1)
+    body = np.flatnonzero(area >= min_fraction * area.max()) if area.max() > 0 else np.arange(mask.shape[0])
+    if n <= 0 or n >= body.size:
+        return body
+    return np.unique(np.round(np.linspace(body[0], body[-1], n)).astype(int))
+
+
+def resample_slices(images: Sequence[np.ndarray], mask: np.ndarray, size: int, spacing_yx: Sequence[float],
+                    fill: float = -1.0) -> tuple[list[np.ndarray], np.ndarray, tuple[float, float]]:
+    """Pad (n, H, W) stacks to square with `fill`, resize in-plane to size² (anti-aliased; mask by threshold)."""
+    from skimage.transform import resize
+
+    n, h, w = mask.shape
+    side = max(h, w)
+    pads = ((0, 0), ((side - h) // 2, side - h - (side - h) // 2), ((side - w) // 2, side - w - (side - w) // 2))
+    out = []
+    for img in images:
+        padded = np.pad(np.asarray(img, np.float32), pads, constant_values=fill)
+        out.append(resize(padded, (n, size, size), order=1, anti_aliasing=side > size, preserve_range=True,
+                          mode="edge").astype(np.float32))
+    m = np.pad(mask.astype(np.float32), pads)
+    m = resize(m, (n, size, size), order=1, anti_aliasing=False, preserve_range=True) > 0.5
+    return out, m, (float(spacing_yx[0]) * side / size, float(spacing_yx[1]) * side / size)
+
+
+def case_to_slices(case: Case, image_size: int, slices_per_patient: int) -> dict[str, np.ndarray]:
+    """One case → its selected slices in model space, resampled: mr, ct, mask, slice_index, pixel_spacing."""
+    case.validate()
+    mask = case.mask if case.mask is not None else body_mask_from_mr(case.mr)
+    if not mask.any():
+        raise DataError(f"Case {case.id!r}: the body mask is empty; expected a body in the MR volume.")
+    idx = select_slices(mask, slices_per_patient)
+    mr = normalise_mr(case.mr, mask)[idx]
+    ct = hu_to_model(case.ct[idx]).astype(np.float32)
+    (mr, ct), m, pix = resample_slices([mr, ct], mask[idx], image_size, case.spacing[1:])
+    return {"mr": mr[:, None], "ct": ct[:, None], "mask": m, "patient": np.array([case.id] * len(idx)),
+            "slice_index": idx.astype(np.int64), "pixel_spacing": np.tile(np.float32(pix), (len(idx), 1))}
+
+
+# ----------------------------------------------------------------------------------------------- split
+
+def split_patients(ids: Sequence[str], n_test: int, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded patient-level split: (train ids, test ids); a patient is never in both."""
+    ids = sorted(str(i) for i in ids)
+    if len(set(ids)) != len(ids):
+        raise DataError(f"Patient ids are not unique: {ids}; expected one folder per patient.")
+    if n_test < 1 or len(ids) < n_test + 1:
+        raise DataError(f"Found {len(ids)} patient(s) but the split needs at least {n_test + 1} "
+                        f"({n_test} for testing and at least one for training).")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    test = sorted(ids[i] for i in order[:n_test])
+    return [i for i in ids if i not in test], test
+
+
+# ----------------------------------------------------------------------------------------------- stage
+
+def _phantom_cases(profile: Profile, first_seed: int) -> tuple[list[Case], Path]:
+    """Generate the profile's phantom patients, write them (SynthRAD layout) and read them back."""
+    from .phantom import make_cases, write_synthrad
+
+    d = profile.data
+    raw = paths.raw_dir(profile.name)
+    tmp = raw.with_name(f".{raw.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_synthrad(make_cases(d.n_patients, d.phantom_shape, d.phantom_spacing, first_seed=first_seed), tmp)
+    shutil.rmtree(raw, ignore_errors=True)
+    os.replace(tmp, raw)
+    return read_synthrad(raw), raw
+
+
+def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: str | os.PathLike | None = None,
+                    direction: str = "mr2ct", seed: int | None = None) -> dict:
+    """Stage 00: cases → model-space slices split by patient → processed/<profile>/{train,test}.npz + manifest."""
+    start = time.perf_counter()
+    profile = get_profile(profile)
+    check_direction(direction)
+    d = profile.data
+    split_seed = d.split_seed if seed is None else int(seed)
+    first_seed = 0 if seed is None else 10_000 * int(seed)
+    if dataset == "phantom" and not data_dir:
+        cases, source = _phantom_cases(profile, first_seed)
+    else:
+        cases, source = read_dataset(dataset, data_dir), Path(data_dir)
+    train_ids, test_ids = split_patients([c.id for c in cases], d.n_test_patients, split_seed)
+    per_case = {c.id: case_to_slices(c, d.image_size, d.slices_per_patient) for c in cases}
+    out = paths.processed_dir(profile.name)
+    files = {}
+    for split, ids in (("train", train_ids), ("test", test_ids)):
+        parts = [per_case[i] for i in ids]
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        files[split] = str(save_npz(out / f"{split}.npz", **arrays))
+    manifest = {
+        "profile": profile.name, "dataset": dataset, "source": str(source), "direction": direction,
+        "image_size": d.image_size, "slices_per_patient": d.slices_per_patient, "split_seed": split_seed,
+        "phantom_first_seed": first_seed if dataset == "phantom" and not data_dir else None,
+        "patients": {"train": train_ids, "test": test_ids},
+        "n_slices": {s: int(sum(len(per_case[i]["patient"]) for i in ids)) for s, ids in
+                   (("train", train_ids), ("test", test_ids))},
+        "volumes": {c.id: {"shape": list(c.shape), "spacing_mm": list(c.spacing)} for c in cases},
+        "files": files, "seconds": round(time.perf_counter() - start, 3),
+        "provenance": provenance(profile.name, stage="prepare", dataset=dataset, direction=direction),
+    }
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+@dataclass
+class SliceSet:
+    """Prepared slices of one split in model space; `cond` / `target` follow the direction."""
+
+    mr: np.ndarray             # (N, 1, H, W)
+    ct: np.ndarray             # (N, 1, H, W)
+    mask: np.ndarray           # (N, H, W) bool
+    patient: np.ndarray        # (N,) str
+    slice_index: np.ndarray    # (N,) int
+    pixel_spacing: np.ndarray  # (N, 2) mm after resampling
+    direction: str = "mr2ct"
+
+    @property
+    def cond(self) -> np.ndarray:
+        return self.mr if check_direction(self.direction) == "mr2ct" else self.ct
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.ct if check_direction(self.direction) == "mr2ct" else self.mr
+
+    def __len__(self) -> int:
+        return int(self.mr.shape[0])
+
+
+def load_manifest(profile: str | Profile) -> dict:
+    """The manifest of a profile's processed data, or a DataError saying how to make it."""
+    import json
+
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    path = paths.processed_dir(name) / "manifest.json"
+    if not path.exists():
+        raise DataError(f"No prepared data for profile {name!r} ({path} is missing); run `make reproduce "
+                        f"PROFILE={name}` or `ctmri prepare --profile {name}` first.")
+    return json.loads(path.read_text())
+
+
+def load_split(profile: str | Profile, split: str, direction: str | None = None) -> SliceSet:
+    """Load `train` or `test` of a profile; direction defaults to the one recorded in the manifest."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
+    manifest = load_manifest(profile)
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    path = paths.processed_dir(name) / f"{split}.npz"
+    if not path.exists():
+        raise DataError(f"{path} is missing; run `ctmri prepare --profile {name}` first.")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in ("mr", "ct", "mask", "patient", "slice_index", "pixel_spacing")}
+    return SliceSet(**arrays, direction=check_direction(direction or manifest["direction"]))

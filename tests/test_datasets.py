@@ -1,0 +1,236 @@
+"""Readers of real data (DESIGN.md, "Real data a user brings"): DICOM series, Gold Atlas, SynthRAD2023, bad input."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from ctmri.datasets import Case, DataError, read_dataset, read_dicom_series, read_goldatlas, read_synthrad, \
+    write_nifti
+from ctmri.phantom import make_cases, write_synthrad
+
+
+def dcm_path(name: str) -> str:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not shipped with this pydicom")
+    return path
+
+
+def write_series(folder: Path, template: str, description: str, n: int, rng: np.random.Generator, *,
+                 size: int | None = None, offset: int = 100, step=(0.0, 0.0, 3.0), iop=None,
+                 spacing: float | None = None) -> list[int]:
+    """n slices of a pydicom test file: slice k holds pixels + offset·k at position origin + k·step, files shuffled."""
+    uid = generate_uid(entropy_srcs=[str(folder), description])
+    order = rng.permutation(n)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        ds = pydicom.dcmread(dcm_path(template))
+        arr = ds.pixel_array
+        if size is not None:
+            arr = arr[:: arr.shape[0] // size, :: arr.shape[1] // size]
+            ds.Rows, ds.Columns = arr.shape
+        ds.PixelData = (arr.astype(np.int32) + offset * k).astype(arr.dtype).tobytes()
+        ds.SeriesDescription, ds.SeriesInstanceUID = description, uid
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[uid, str(k)])
+        ds.InstanceNumber = int(order[k]) + 1                    # deliberately not the spatial order
+        if iop is not None:
+            ds.ImageOrientationPatient = list(iop)
+        if spacing is not None:
+            ds.PixelSpacing = [spacing, spacing]
+        ds.ImagePositionPatient = [float(v) for v in np.array([-80.0, -90.0, 6.0]) + k * np.asarray(step)]
+        ds.save_as(folder / f"{rng.integers(1 << 40):012x}")   # shuffled, meaningless file names
+    return [offset * k for k in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------- pydicom files
+
+def test_ct_small_gives_hu() -> None:
+    vol, spacing, meta = read_dicom_series(dcm_path("CT_small.dcm"))
+    assert vol.shape == (1, 128, 128) and vol.dtype == np.float32
+    assert vol.min() == -896 and vol.max() == 1167
+    assert meta["rescaled"] and spacing[1:] == pytest.approx((0.661468, 0.661468))
+
+
+def test_mr_small_no_rescale_path() -> None:
+    vol, spacing, meta = read_dicom_series(dcm_path("MR_small.dcm"))
+    raw = pydicom.dcmread(dcm_path("MR_small.dcm")).pixel_array
+    assert not meta["rescaled"] and meta["modality"] == "MR"
+    np.testing.assert_array_equal(vol[0], raw.astype(np.float32))
+    assert spacing[1:] == pytest.approx((0.3125, 0.3125))
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"])
+def test_transfer_syntaxes_give_the_same_array(name: str) -> None:
+    ref, _, _ = read_dicom_series(dcm_path("MR_small.dcm"))
+    vol, _, _ = read_dicom_series(dcm_path(name))
+    np.testing.assert_array_equal(vol, ref)
+
+
+def test_series_sorted_along_oblique_normal_with_padding(tmp_path: Path) -> None:
+    # Sagittal slices: normal = row × column = (0,1,0) × (0,0,-1) = (-1,0,0), so larger x comes first.
+    offsets = write_series(tmp_path, "MR_small.dcm", "t2 sag", 5, np.random.default_rng(1),
+                           step=(10.0, 0.0, 0.0), iop=(0, 1, 0, 0, 0, -1))
+    vol, spacing, meta = read_dicom_series(tmp_path)
+    base = pydicom.dcmread(dcm_path("MR_small.dcm")).pixel_array.astype(np.float32)
+    for z, k in enumerate(reversed(range(5))):
+        np.testing.assert_array_equal(vol[z], base + offsets[k])
+    assert spacing[0] == pytest.approx(10.0) and not meta["padding_mask"].any()
+    ds = pydicom.dcmread(meta["files"][0])
+    arr = ds.pixel_array.copy()
+    arr[:4, :4] = 0
+    ds.PixelData = arr.tobytes()
+    ds.add_new(0x00280120, "SS" if ds.PixelRepresentation else "US", 0)  # PixelPaddingValue
+    ds.save_as(meta["files"][0])
+    vol, _, meta = read_dicom_series(tmp_path)
+    assert meta["padding_mask"][0, :4, :4].all() and meta["padding_mask"].sum() == 16
+    assert vol[0, 0, 0] == vol[~meta["padding_mask"]].min()
+
+
+# ---------------------------------------------------------------------------------------------- Gold Atlas
+
+@pytest.fixture()
+def goldatlas(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "goldatlas"
+    for patient, n in (("1_01_P", 5), ("1_02_P", 4)):
+        write_series(root / patient / "MR", "MR_small.dcm", "T2 tse ax", n, rng)
+        write_series(root / patient / "MR", "MR_small.dcm", "T1 vibe", n, rng, offset=7)  # a distractor
+        write_series(root / patient / "CT" / "reg", "CT_small.dcm", "CTtoMR deformed", n, rng, size=64,
+                     offset=10, spacing=0.3125)
+        (root / patient / "readme.txt").write_text("not DICOM, skipped by its suffix")
+    return root
+
+
+def test_goldatlas_folder_read_in_order(goldatlas: Path) -> None:
+    cases = read_goldatlas(goldatlas)
+    assert [c.id for c in cases] == ["1_01_P", "1_02_P"]
+    mr0 = pydicom.dcmread(dcm_path("MR_small.dcm")).pixel_array.astype(np.float32)
+    ct0 = pydicom.dcmread(dcm_path("CT_small.dcm")).pixel_array[::2, ::2].astype(np.float32) - 1024
+    for case, n in zip(cases, (5, 4)):
+        assert case.mr.shape == case.ct.shape == (n, 64, 64) and case.mask is None
+        assert case.spacing == pytest.approx((3.0, 0.3125, 0.3125))
+        assert case.meta["mr_series"] == "T2 tse ax" and case.meta["ct_series"] == "CTtoMR deformed"
+        for k in range(n):
+            np.testing.assert_array_equal(case.mr[k], mr0 + 100 * k)
+            np.testing.assert_array_equal(case.ct[k], ct0 + 10 * k)
+    assert len(read_dataset("goldatlas", goldatlas)) == 2
+
+
+def test_goldatlas_without_t2_series(goldatlas: Path) -> None:
+    for f in (goldatlas / "1_02_P" / "MR").iterdir():
+        if "T2" in str(pydicom.dcmread(f, stop_before_pixels=True).SeriesDescription):
+            f.unlink()
+    with pytest.raises(DataError, match=r"1_02_P.*no T2-weighted MR series.*'T1 vibe'"):
+        read_goldatlas(goldatlas)
+
+
+def test_goldatlas_shape_mismatch_names_case_and_shapes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    write_series(tmp_path / "p1", "MR_small.dcm", "T2", 3, rng)
+    write_series(tmp_path / "p1", "CT_small.dcm", "CTtoMR", 3, rng)
+    with pytest.raises(DataError, match=re.escape("'p1'") + r".*\(3, 64, 64\).*\(3, 128, 128\)"):
+        read_goldatlas(tmp_path)
+
+
+def test_non_dicom_file_is_named(goldatlas: Path, tmp_path: Path) -> None:
+    junk = goldatlas / "1_01_P" / "MR" / "IM_0001"
+    junk.write_bytes(b"this is not a DICOM file" * 10)
+    with pytest.raises(DataError, match=r"IM_0001.*not a DICOM file"):
+        read_goldatlas(goldatlas)
+    with pytest.raises(DataError, match=r"IM_0001.*not a DICOM file"):
+        read_dicom_series([junk])
+
+
+# ---------------------------------------------------------------------------------------------- SynthRAD
+
+def test_synthrad_task1_pelvis_layout(tmp_path: Path) -> None:
+    cases = make_cases(2, (4, 24, 24), (5.0, 8.0, 8.0))
+    for c, name in zip(cases, ("1PA001", "1PC002")):
+        c.id = name
+    write_synthrad(cases, tmp_path / "Task1" / "pelvis")
+    (tmp_path / "Task1" / "pelvis" / "1PA001" / "mask.nii.gz").unlink()
+    for root in (tmp_path, tmp_path / "Task1" / "pelvis", tmp_path / "Task1" / "pelvis" / "1PC002"):
+        got = read_synthrad(root)
+        assert [c.id for c in got] == (["1PA001", "1PC002"] if root.name != "1PC002" else ["1PC002"])
+    a, b = read_synthrad(tmp_path)
+    assert a.mask is None and b.mask is not None and b.mask.dtype == bool
+    np.testing.assert_array_equal(b.mr, cases[1].mr)
+    assert len(read_dataset("phantom", tmp_path)) == len(read_dataset("synthrad", tmp_path)) == 2
+
+
+def test_mha_without_simpleitk(tmp_path: Path) -> None:
+    pytest.importorskip("nibabel")
+    try:
+        import SimpleITK  # noqa: F401
+        pytest.skip("SimpleITK installed")
+    except ImportError:
+        pass
+    (tmp_path / "p").mkdir()
+    for stem in ("mr", "ct"):
+        (tmp_path / "p" / f"{stem}.mha").write_bytes(b"ObjectType = Image\n")
+    with pytest.raises(DataError, match=r"mr\.mha.*SimpleITK"):
+        read_synthrad(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+def one_volume_case(folder: Path, mr_shape=(4, 8, 8), ct_shape=(4, 8, 8), nan: bool = False) -> None:
+    ct = np.zeros(ct_shape, np.float32)
+    if nan:
+        ct[1, 2, 3] = np.nan
+    write_nifti(folder / "mr.nii.gz", np.ones(mr_shape, np.float32), (3.0, 1.0, 1.0))
+    write_nifti(folder / "ct.nii.gz", ct, (3.0, 1.0, 1.0))
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=re.escape(str(tmp_path)) + ".*empty"):
+        read_synthrad(tmp_path)
+    with pytest.raises(DataError, match="empty"):
+        read_goldatlas(tmp_path)
+    with pytest.raises(DataError, match="does not exist"):
+        read_synthrad(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="No patient folders"):
+        read_synthrad(tmp_path)
+
+
+def test_patient_folder_without_ct(tmp_path: Path) -> None:
+    write_nifti(tmp_path / "1PA007" / "mr.nii.gz", np.ones((4, 8, 8), np.float32), (3.0, 1.0, 1.0))
+    with pytest.raises(DataError, match=r"1PA007.*no ct\.nii\.gz"):
+        read_synthrad(tmp_path)
+
+
+def test_mr_ct_shape_mismatch(tmp_path: Path) -> None:
+    one_volume_case(tmp_path / "1PB003", ct_shape=(4, 8, 9))
+    with pytest.raises(DataError, match=r"'1PB003'.*MR shape \(4, 8, 8\) and CT shape \(4, 8, 9\)"):
+        read_synthrad(tmp_path)
+
+
+def test_nan_in_volume(tmp_path: Path) -> None:
+    one_volume_case(tmp_path / "1PB004", nan=True)
+    with pytest.raises(DataError, match=r"'1PB004'.*CT volume contains 1 NaN"):
+        read_synthrad(tmp_path)
+    case = Case("x", np.ones((2, 2, 2), np.float32), np.full((2, 2, 2), np.inf, np.float32))
+    with pytest.raises(DataError, match="'x'.*8 NaN/inf"):
+        case.validate()
+
+
+def test_unreadable_nifti(tmp_path: Path) -> None:
+    one_volume_case(tmp_path / "1PA009")
+    (tmp_path / "1PA009" / "ct.nii.gz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"1PA009/ct\.nii\.gz.*NIfTI"):
+        read_synthrad(tmp_path)
+
+
+def test_unknown_dataset_kind(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"'nifti'.*phantom, synthrad, goldatlas"):
+        read_dataset("nifti", tmp_path)
+    with pytest.raises(DataError, match="needs a data folder"):
+        read_dataset("synthrad", "")
+    assert issubclass(DataError, ValueError)

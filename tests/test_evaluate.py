@@ -1,0 +1,196 @@
+"""Evaluation stage and figures on fake samples files that follow the samples contract (docs/ARCHITECTURE.md)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctmri import paths
+from ctmri.evaluate import check_claims, evaluate, load_samples, summarise
+from ctmri.figures import FIGURES, make_all_figures
+from ctmri.provenance import save_npz
+
+ALL = ("cnn", "wgan", "ddpm", "ode", "em", "pc", "ddim", "dpm++2m", "heun")
+# (bias, MC noise, seconds per sample, NFE): ODE worst and fastest, PC slowest, EM / PC least uncertain
+FAKE = {"cnn": (0.10, 0.10, 0.001, 1), "wgan": (0.09, 0.10, 0.001, 1), "ddpm": (0.02, 0.04, 1.0, 1000),
+        "ode": (0.06, 0.08, 0.2, 150), "em": (0.06, 0.03, 1.1, 1000), "pc": (0.02, 0.03, 2.0, 1000),
+        "ddim": (0.04, 0.05, 0.05, 50), "dpm++2m": (0.04, 0.05, 0.02, 20), "heun": (0.05, 0.04, 0.04, 39)}
+H = 16
+PATIENTS = ("P1", "P2")
+SLICES = 3
+
+
+def phantom(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(CT in model space, MR, body mask) of one 16 × 16 slice: soft tissue disc, a bone ring, air outside."""
+    yy, xx = np.mgrid[:H, :H] - (H - 1) / 2
+    r = np.hypot(yy / 6.5, xx / 5.5)
+    body = r < 1
+    hu = np.where(body, 40.0, -1000.0)
+    hu[(r > 0.35) & (r < 0.55)] = 1000.0 + rng.normal(0, 50)
+    ct = (np.clip(hu, -1024, 3000) + 1024) / 4024 * 2 - 1 + rng.normal(0, 0.005, hu.shape)
+    mr = np.where(body, 0.3, -1.0) - 1.2 * ((r > 0.35) & (r < 0.55))
+    return ct, mr, body
+
+
+def write_fake(profile: str, sampler: str, k: int, seed: int = 0) -> Path:
+    """A samples npz for `sampler` with K replicates: truth + a fixed bias field + MC noise."""
+    rng = np.random.default_rng(seed + len(sampler))
+    bias, noise, seconds, nfe = FAKE[sampler]
+    cts, mrs, masks, samples = [], [], [], []
+    for p in range(len(PATIENTS)):
+        for s in range(SLICES):
+            ct, mr, body = phantom(np.random.default_rng(10 * p + s))
+            field = bias * np.sin(np.arange(H) / 2.0)[None, :]
+            reps = ct + field + noise * rng.standard_normal((k, H, H))
+            cts.append(ct), mrs.append(mr), masks.append(body), samples.append(reps)
+    samples = np.asarray(samples, dtype=np.float32)[:, :, None]
+    n = samples.shape[0]
+    frames = 5
+    traj = np.stack([samples[0, 0] + (1 - f / (frames - 1)) * rng.standard_normal((1, H, H)) * 3 for f in range(frames)])
+    return save_npz(
+        paths.samples_path(profile, sampler), samples=samples, mean=samples.mean(1),
+        std=samples.std(1) if k > 1 else np.zeros_like(samples[:, 0]), target=np.asarray(cts, np.float32)[:, None],
+        cond=np.asarray(mrs, np.float32)[:, None], mask=np.asarray(masks), patient=np.repeat(PATIENTS, SLICES),
+        slice_index=np.tile(np.arange(SLICES), len(PATIENTS)), seeds=np.zeros((n, k), np.int64),
+        trajectory=traj[None].astype(np.float32), trajectory_slices=np.array([0]),
+        trajectory_steps=np.linspace(0, nfe - 1, frames).astype(int), trajectory_x0=traj[None].astype(np.float32),
+        seconds_total=np.float64(seconds * n * k), seconds_per_sample=np.float64(seconds), nfe=np.float64(nfe),
+        sampler=sampler, method="cnn" if sampler in ("cnn", "wgan") else "x", steps=np.int64(nfe), direction="mr2ct",
+        provenance=json.dumps({"git_commit": "fake"}))
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CTMRI_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def write_all(profile: str, samplers: tuple[str, ...] = ALL, k: int = 4) -> None:
+    for s in samplers:
+        write_fake(profile, s, 1 if s in ("cnn", "wgan") else k)
+
+
+def test_full_evaluation_writes_every_table_and_evaluates_every_claim(root: Path) -> None:
+    write_all("t")
+    out = evaluate("t")
+    assert set(out) >= {"metrics", "summary", "summary_md", "patients", "claims", "claims_json", "uncertainty"}
+    m = pd.read_csv(out["metrics"])
+    n = len(PATIENTS) * SLICES
+    assert len(m) == n * (2 + 2 * 7)        # baselines single only; seven MC samplers single + mean
+    assert set(m["label"]) >= {"CNN", "WGAN-GP", "DDPM", "DDPM-M", "ODE-M", "Heun-M"}
+    assert np.isfinite(m.select_dtypes("number").to_numpy(float)).all()
+    assert (m["mae"] > 0).all() and (m["paper_ssim"] <= 1).all()
+    s = pd.read_csv(out["summary"])
+    assert list(s["label"][:4]) == ["CNN", "WGAN-GP", "DDPM", "DDPM-M"]
+    assert (s.set_index("label").loc["DDPM-M", "mae_mean"] < s.set_index("label").loc["DDPM", "mae_mean"])
+    assert "| DDPM-M |" in out["summary_md"].read_text()
+    p = pd.read_csv(out["patients"])
+    assert len(p) == len(PATIENTS) * 16 and p["ssim"].notna().all()   # 3 slices: a 3-D SSIM exists
+    u = pd.read_csv(out["uncertainty"])
+    assert set(u["label"]) == {"DDPM-M", "ODE-M", "EM-M", "PC-M", "DDIM-M", "DPM++2M-M", "Heun-M"}
+    claims = json.loads(out["claims_json"].read_text())["claims"]
+    assert [c["status"] for c in claims] == ["pass"] * 5, claims   # the fake data is built to satisfy them
+    text = out["claims"].read_text()
+    for cid in ("C1", "C2", "C3", "C4", "C5"):
+        line = next(line for line in text.splitlines() if cid in line)
+        assert "✓" in line and "not evaluated" not in line, line
+
+
+def test_subset_marks_claims_not_evaluated(root: Path) -> None:
+    write_all("sub", ("cnn", "ddpm", "em"), k=3)
+    out = evaluate("sub")
+    claims = {c["id"]: c for c in json.loads(out["claims_json"].read_text())["claims"]}
+    assert all(c["status"] == "not evaluated" for c in claims.values())
+    assert claims["C4"]["missing"] == ["wgan", "ode", "pc"]
+    text = out["claims"].read_text()
+    assert text.count("not evaluated (missing samplers:") == 5
+    assert "| C3 | not evaluated (missing samplers: ode, pc) |" in text
+
+
+def test_single_replicate_samplers_have_no_mc_rows(root: Path) -> None:
+    write_all("k1", ("ddpm", "cnn"), k=1)
+    out = evaluate("k1")
+    assert set(pd.read_csv(out["metrics"])["label"]) == {"DDPM", "CNN"}
+    assert "C1 | not evaluated" in out["claims"].read_text()
+
+
+def test_missing_samples_is_a_clear_error(root: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="No samples"):
+        evaluate("empty")
+
+
+def test_bad_samples_file_is_a_clear_error(root: Path) -> None:
+    path = write_fake("bad", "ddpm", 2)
+    with np.load(path) as z:
+        d = dict(z)
+    d["mask"] = d["mask"][:, :8]
+    save_npz(path, **d)
+    with pytest.raises(ValueError, match="mask has shape"):
+        load_samples(path)
+
+
+def _summary(**over: dict) -> pd.DataFrame:
+    """A hand-made summary where every claim holds; `over` replaces (label -> {column: value})."""
+    rows = {"CNN": ("cnn", "single", 0.70, 20.0, 0, 0.01), "WGAN-GP": ("wgan", "single", 0.71, 20.5, 0, 0.01)}
+    for s, ssim, psnr, unc, sec in (("ddpm", 0.80, 24.0, 0.05, 10.0), ("ode", 0.74, 21.0, 0.06, 1.0),
+                                    ("em", 0.77, 23.0, 0.02, 12.0), ("pc", 0.79, 23.5, 0.03, 20.0)):
+        rows[s.upper()] = (s, "single", ssim, psnr, 0, sec)
+        rows[s.upper() + "-M"] = (s, "mc_mean", ssim + 0.02, psnr + 1.0, unc, sec)
+    df = pd.DataFrame([{"label": k, "sampler": v[0], "variant": v[1], "paper_ssim_mean": v[2], "paper_psnr_mean": v[3],
+                        "uncertainty_mean": v[4] if v[1] == "mc_mean" else np.nan, "seconds_per_sample": v[5]}
+                       for k, v in rows.items()]).set_index("label")
+    for lab, cols in over.items():
+        for col, val in cols.items():
+            df.loc[lab, col] = val
+    return df.reset_index()
+
+
+def _status(df: pd.DataFrame) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in check_claims(df)}
+
+
+def test_claims_pass_on_a_summary_that_satisfies_them() -> None:
+    assert set(_status(_summary()).values()) == {"pass"}
+
+
+@pytest.mark.parametrize("over, failing", [
+    ({"ODE-M": {"paper_psnr_mean": 20.9}}, "C1"),                       # averaging lowers ODE's PSNR
+    ({"EM-M": {"uncertainty_mean": 0.055}}, "C2"),                      # EM above DDPM
+    ({"EM": {"seconds_per_sample": 16.0}, "EM-M": {"seconds_per_sample": 16.0}}, "C3"),  # ratio 1.6 > 1.5
+    ({"ODE": {"seconds_per_sample": 11.0}}, "C3"),                      # ODE not fastest
+    ({"ODE-M": {"paper_ssim_mean": 0.705}}, "C4"),                      # ODE-M below WGAN-GP
+    ({"EM": {"paper_ssim_mean": 0.795}}, "C5"),                         # EM among the two best SSIM
+])
+def test_each_claim_can_fail(over: dict, failing: str) -> None:
+    status = _status(_summary(**over))
+    assert status[failing] == "fail", status
+
+
+def test_every_figure_writes_a_png(root: Path) -> None:
+    write_all("f", k=3)
+    evaluate("f")
+    made = make_all_figures("f")
+    assert len(made) == len(FIGURES)
+    for png in made:
+        assert png.suffix == ".png" and png.stat().st_size > 1000, png
+        assert png.with_suffix(".pdf").stat().st_size > 1000
+
+
+def test_figures_skip_missing_inputs(root: Path, capsys: pytest.CaptureFixture) -> None:
+    write_all("g", ("cnn",), k=1)
+    made = make_all_figures("g")            # no summary.csv, no MC samplers, no trajectories of the four
+    names = {p.stem for p in made}
+    assert names == {"fig4_comparison", "fig_hu_error_maps"}
+    assert "Skipped fig3_bars" in capsys.readouterr().out
+
+
+def test_summarise_orders_methods_like_the_study() -> None:
+    rows = [{"label": lab, "sampler": s, "variant": v, "K": 2, "seconds_per_sample": 1.0, "nfe": 1.0,
+             **{q: 0.5 for q in ("paper_ssim", "paper_psnr", "mae", "psnr", "ssim", "bone_dice")}}
+            for lab, s, v in (("PC-M", "pc", "mc_mean"), ("PC", "pc", "single"), ("CNN", "cnn", "single"),
+                              ("Heun", "heun", "single"), ("DDPM", "ddpm", "single"))]
+    s = summarise(pd.DataFrame(rows), pd.DataFrame())
+    assert list(s["label"]) == ["CNN", "DDPM", "PC", "PC-M", "Heun"]

@@ -1,0 +1,113 @@
+"""Monte-Carlo sampling: per-replicate generators regenerate one sample alone, trajectories, output contract, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ctmri import mc
+from ctmri.checkpoints import build_model
+from ctmri.config import get_profile
+from ctmri.processes import DDPM, VESDE
+
+
+def random_net(method: str) -> torch.nn.Module:
+    """The smoke profile's UNet, random init, with a non-zero output layer (it is zero-initialised)."""
+    torch.manual_seed(0)           # test-only: fixes the random weights
+    net = build_model(method, get_profile("smoke"))["net"].eval()
+    torch.nn.init.normal_(net.conv_out.weight, std=0.05)
+    return net
+
+
+@pytest.fixture(scope="module")
+def cond() -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, size=(3, 1, 16, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("sampler,method", [("ddpm", "ddpm"), ("pc", "vesde")])
+def test_one_replicate_regenerates_alone(cond, sampler, method):
+    net = random_net(method)
+    process = DDPM() if method == "ddpm" else VESDE()
+    model = net if method == "ddpm" else process.score_model(net)
+    res = mc.monte_carlo(model, process, sampler, cond, mc_samples=3, steps=6, base_seed=11, chunk_size=4,
+                         slice_ids=[5, 6, 7], device="cpu", progress=False)
+    assert res["samples"].shape == (3, 3, 1, 16, 16)
+    # chunks of 4 pairs split slices across chunks: (slice 1, replicate 2) sits beside other slices' replicates
+    alone = mc.regenerate(model, process, sampler, cond[1], slice_id=6, replicate=2, steps=6, base_seed=11,
+                          device="cpu")
+    np.testing.assert_allclose(alone, res["samples"][1, 2], atol=1e-5, rtol=1e-5)   # batched vs single conv: float32 round-off
+    assert not np.allclose(res["samples"][1, 0], res["samples"][1, 2])
+    # the same pairs in other chunk sizes give the same samples
+    res2 = mc.monte_carlo(model, process, sampler, cond, mc_samples=3, steps=6, base_seed=11, chunk_size=9,
+                          slice_ids=[5, 6, 7], device="cpu", progress=False)
+    np.testing.assert_allclose(res2["samples"], res["samples"], atol=1e-5, rtol=1e-5)
+
+
+def exact_eps(process: DDPM, s: float = 0.3):
+    def model(x, y, t):
+        a = process.alphas_cumprod[t].to(x.dtype).view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x - a.sqrt() * 0.5 * y) / (a * s * s + 1 - a)
+    return model
+
+
+def test_outputs_trajectory_and_statistics(cond):
+    process = DDPM()
+    res = mc.monte_carlo(exact_eps(process), process, "ddim", cond, mc_samples=4, steps=20, chunk_size=5,
+                         trajectory_slices=[0, 2], trajectory_every=5, device="cpu", progress=False)
+    assert set(res) >= {"samples", "mean", "std", "seeds", "trajectory", "trajectory_x0", "trajectory_slices",
+                        "trajectory_steps", "seconds_total", "seconds_per_sample", "nfe", "steps"}
+    assert res["mean"].shape == res["std"].shape == (3, 1, 16, 16)
+    np.testing.assert_allclose(res["mean"], res["samples"].mean(1), rtol=1e-6)
+    np.testing.assert_allclose(res["std"], res["samples"].std(1, ddof=1), rtol=1e-5)
+    assert res["seeds"].shape == (3, 4) and len(np.unique(res["seeds"])) == 12
+    # every 5 of 20 steps: x at steps 0 (initial noise), 5, 10, 15, the last step 19, and the final sample (20)
+    assert res["trajectory_steps"].tolist() == [0, 5, 10, 15, 19, 20]
+    assert res["trajectory"].shape == res["trajectory_x0"].shape == (2, 6, 1, 16, 16)
+    assert res["trajectory_slices"].tolist() == [0, 2]
+    np.testing.assert_allclose(res["trajectory"][:, -1], res["samples"][[0, 2], 0])
+    assert res["nfe"] == 20 and res["seconds_per_sample"] > 0
+
+
+def test_default_trajectory_has_about_ten_frames(cond):
+    process = DDPM()
+    res = mc.monte_carlo(exact_eps(process), process, "ddpm", cond[:1], mc_samples=1, steps=100,
+                         trajectory_slices=[0], device="cpu", progress=False)
+    assert res["trajectory_steps"].tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99, 100]
+
+
+def test_one_pass_baseline(cond):
+    res = mc.monte_carlo(lambda y: 0.5 * y, None, "cnn", cond, mc_samples=10, steps=1, trajectory_slices=[0],
+                         device="cpu", progress=False)
+    assert res["samples"].shape == (3, 1, 1, 16, 16) and res["nfe"] == 1
+    np.testing.assert_allclose(res["mean"], 0.5 * cond)
+    assert (res["std"] == 0).all() and res["trajectory"].shape[1] == 0
+
+
+def test_ode_reports_mean_nfe(cond):
+    process = VESDE()
+
+    def score(x, y, t):
+        return -(x - 0.5 * y) / (0.09 + process.marginal_std(t).to(x.dtype).view(-1, 1, 1, 1) ** 2)
+
+    res = mc.monte_carlo(score, process, "ode", cond, mc_samples=2, steps=4, chunk_size=4,
+                         options={"rtol": 1e-4, "atol": 1e-4}, device="cpu", progress=False)
+    assert res["nfe"] > 10 and np.isfinite(res["samples"]).all()
+
+
+def test_errors_are_clear(tmp_path, monkeypatch, cond):
+    with pytest.raises(ValueError, match="Unknown sampler 'dpm'.*ddpm, ddim.*cnn, wgan"):
+        mc.sampler_method("dpm")
+    with pytest.raises(ValueError, match="'em' needs a 'vesde' process"):
+        mc.monte_carlo(lambda x, y, t: x, DDPM(), "em", cond, mc_samples=1, steps=2, progress=False)
+    monkeypatch.setenv("CTMRI_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ctmri train --profile smoke --method vesde.*make reproduce"):
+        mc.run_sampler("smoke", "heun")
+    with pytest.raises(ValueError, match="Unknown sampler"):
+        mc.run_sampler("smoke", "euler")
+
+
+def test_profile_defaults():
+    cpu = get_profile("cpu")
+    assert mc.sampler_settings(cpu, "pc") == (125, {"corrector_steps": 1, "snr": 0.16})
+    assert mc.sampler_settings(cpu, "ddpm")[0] == 250
+    assert mc._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and mc._select_slices(32, 16)[-1] == 31

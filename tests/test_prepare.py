@@ -1,0 +1,142 @@
+"""Preparation (ARCHITECTURE.md, processed-data contract): model space, mask, slices, patient split, load_split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctmri import paths
+from ctmri.datasets import DataError, read_synthrad
+from ctmri.phantom import make_case, make_cases, write_synthrad
+from ctmri.prepare import (SliceSet, body_mask_from_mr, hu_to_model, load_split, model_to_hu, normalise_mr,
+                           prepare_dataset, select_slices, split_patients)
+
+
+@pytest.fixture()
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CTMRI_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_hu_model_space() -> None:
+    hu = np.array([-2000, -1024, 988, 3000, 5000], np.float32)
+    np.testing.assert_allclose(hu_to_model(hu), [-1, -1, 0, 1, 1], atol=1e-6)
+    x = np.linspace(-1, 1, 9, dtype=np.float32)
+    np.testing.assert_allclose(hu_to_model(model_to_hu(x)), x, atol=1e-6)
+    t = hu_to_model(torch.tensor([-1024.0, 3000.0]))
+    assert isinstance(t, torch.Tensor) and torch.allclose(t, torch.tensor([-1.0, 1.0]))
+    assert float(model_to_hu(0.0)) == pytest.approx(988.0)
+
+
+def test_normalise_mr_percentiles_inside_mask() -> None:
+    rng = np.random.default_rng(0)
+    mr = rng.uniform(0, 1000, (4, 20, 20)).astype(np.float32)
+    mask = np.zeros(mr.shape, bool)
+    mask[:, 5:15, 5:15] = True
+    out = normalise_mr(mr, mask)
+    assert out.min() == -1 and out.max() == 1 and out.dtype == np.float32
+    lo, hi = np.percentile(mr[mask], (0.5, 99.5))
+    i = np.argwhere(mask & (mr > lo) & (mr < hi))[0]
+    assert out[tuple(i)] == pytest.approx(2 * (mr[tuple(i)] - lo) / (hi - lo) - 1, abs=1e-5)
+    with pytest.raises(DataError, match="constant"):
+        normalise_mr(np.ones((2, 4, 4)), np.ones((2, 4, 4), bool))
+
+
+def test_body_mask_from_mr_matches_phantom() -> None:
+    case = make_case(3, (8, 64, 64), (8.0, 6.0, 6.0))
+    est = body_mask_from_mr(case.mr)
+    dice = 2 * (est & case.mask).sum() / (est.sum() + case.mask.sum())
+    assert dice > 0.97
+
+
+def test_select_slices() -> None:
+    mask = np.zeros((20, 4, 4), bool)
+    mask[3:17] = True
+    np.testing.assert_array_equal(select_slices(mask, 0), np.arange(3, 17))
+    np.testing.assert_array_equal(select_slices(mask, 3), [3, 10, 16])
+    np.testing.assert_array_equal(select_slices(mask, 50), np.arange(3, 17))
+
+
+def test_split_by_patient() -> None:
+    ids = [f"p{i:02d}" for i in range(10)]
+    train, test = split_patients(ids, 3, seed=1)
+    assert len(test) == 3 and not set(train) & set(test) and sorted(train + test) == ids
+    assert split_patients(ids[::-1], 3, seed=1) == (train, test)       # input order does not matter
+    assert {tuple(split_patients(ids, 3, seed=s)[1]) for s in range(5)} != {tuple(test)}
+    with pytest.raises(DataError, match="Found 2 patient.*at least 3"):
+        split_patients(["a", "b"], 2, seed=0)
+    with pytest.raises(DataError, match="not unique"):
+        split_patients(["a", "a", "b"], 1, seed=0)
+
+
+def test_prepare_smoke_contract(root: Path) -> None:
+    manifest = prepare_dataset("smoke")
+    out = paths.processed_dir("smoke")
+    assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(manifest, default=str))
+    assert manifest["direction"] == "mr2ct" and manifest["profile"] == "smoke"
+    assert manifest["provenance"]["git_commit"] and "numpy" in manifest["provenance"]["versions"]
+    train, test = (set(manifest["patients"][s]) for s in ("train", "test"))
+    assert len(train) == 2 and len(test) == 1 and not train & test
+    raw = paths.raw_dir("smoke")
+    assert sorted(p.name for p in raw.iterdir()) == sorted(train | test)
+    assert [c.id for c in read_synthrad(raw)] == sorted(train | test)
+    for split in ("train", "test"):
+        with np.load(out / f"{split}.npz") as z:
+            n = z["mr"].shape[0]
+            assert n == manifest["n_slices"][split] == 4 * len(manifest["patients"][split])
+            assert z["mr"].shape == z["ct"].shape == (n, 1, 16, 16) and z["mask"].shape == (n, 16, 16)
+            assert z["mr"].dtype == z["ct"].dtype == np.float32 and z["mask"].dtype == bool
+            assert z["mr"].min() >= -1 and z["mr"].max() <= 1 and z["ct"].min() >= -1 and z["ct"].max() <= 1
+            assert set(z["patient"]) == set(manifest["patients"][split])
+            assert z["slice_index"].dtype.kind == "i" and z["pixel_spacing"].shape == (n, 2)
+            np.testing.assert_allclose(z["pixel_spacing"], 48 * 8.0 / 16)
+    s = load_split("smoke", "test")
+    assert isinstance(s, SliceSet) and len(s) == 4
+    assert s.cond is s.mr and s.target is s.ct
+    flipped = load_split("smoke", "test", direction="ct2mr")
+    np.testing.assert_array_equal(flipped.cond, s.ct)
+    np.testing.assert_array_equal(flipped.target, s.mr)
+    before = load_split("smoke", "train")
+    again = prepare_dataset("smoke", seed=0)                         # deterministic
+    assert again["patients"] == manifest["patients"]
+    np.testing.assert_array_equal(load_split("smoke", "train").ct, before.ct)
+    np.testing.assert_array_equal(load_split("smoke", "train").mr, before.mr)
+
+
+def test_prepare_ct2mr_and_bad_direction(root: Path) -> None:
+    prepare_dataset("smoke", direction="ct2mr")
+    s = load_split("smoke", "train")
+    assert s.direction == "ct2mr" and s.cond is s.ct and s.target is s.mr
+    with pytest.raises(ValueError, match="'sideways'.*mr2ct, ct2mr"):
+        prepare_dataset("smoke", direction="sideways")
+    with pytest.raises(ValueError, match="'valid'"):
+        load_split("smoke", "valid")
+
+
+def test_load_split_before_prepare(root: Path) -> None:
+    with pytest.raises(DataError, match=r"profile 'smoke'.*ctmri prepare --profile smoke"):
+        load_split("smoke", "train")
+
+
+def test_prepare_real_synthrad_folder(root: Path, tmp_path: Path) -> None:
+    cases = make_cases(3, (6, 40, 56), (5.0, 7.0, 7.0), first_seed=20)
+    for c in cases:
+        c.mask = None                                            # real data without masks: derived from MR
+    write_synthrad(cases, tmp_path / "real")
+    manifest = prepare_dataset("smoke", dataset="synthrad", data_dir=tmp_path / "real")
+    assert manifest["dataset"] == "synthrad" and sum(manifest["n_slices"].values()) == 12
+    s = load_split("smoke", "train")
+    assert s.mr.shape[1:] == (1, 16, 16) and s.mask.any()
+    np.testing.assert_allclose(s.pixel_spacing, 56 * 7.0 / 16)      # padded to square, aspect kept
+    np.testing.assert_allclose(s.ct[:, 0, 0], -1, atol=0.01)       # padding rows are air
+
+
+def test_too_few_real_patients(root: Path, tmp_path: Path) -> None:
+    write_synthrad(make_cases(1, (4, 24, 24), (5.0, 8.0, 8.0)), tmp_path / "one")
+    with pytest.raises(DataError, match="Found 1 patient"):
+        prepare_dataset("smoke", dataset="synthrad", data_dir=tmp_path / "one")
+    with pytest.raises(DataError, match="Unknown dataset kind 'dicom'"):
+        prepare_dataset("smoke", dataset="dicom", data_dir=tmp_path / "one")

@@ -1,0 +1,93 @@
+"""The shared UNet and the WGAN-GP critic: shapes, conditioning channels, time embedding, size errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctmri import config as C
+from ctmri.checkpoints import build_model
+from ctmri.unet import AttnBlock, Critic, UNet, group_count
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(len(shape)))
+
+
+@pytest.mark.parametrize("cond_channels", [1, 3])
+@pytest.mark.parametrize("hw", [(16, 16), (24, 24), (16, 32)])
+def test_diffusion_unet_keeps_shape(cond_channels: int, hw: tuple[int, int]) -> None:
+    net = UNet(1, cond_channels, 1, base_channels=8, channel_mults=(1, 2, 4), image_size=hw[0])
+    x, y = _randn(2, 1, *hw), _randn(2, cond_channels, *hw)
+    assert net(x, y, torch.tensor([3, 999])).shape == (2, 1, *hw)
+    assert net(x, y, torch.tensor(5)).shape == (2, 1, *hw)  # one t broadcast over the batch
+
+
+@pytest.mark.parametrize("cond_channels", [1, 3])
+def test_baseline_generator_takes_condition_only(cond_channels: int) -> None:
+    net = UNet(0, cond_channels, 1, base_channels=8, channel_mults=(1, 2), time_embedding=False, image_size=8)
+    y = _randn(3, cond_channels, 8, 8)
+    assert net(None, y).shape == (3, 1, 8, 8)
+    assert torch.equal(net(None, y), net(None, y, torch.tensor([1, 2, 3])))  # t ignored
+
+
+def test_time_embedding_changes_output() -> None:
+    net = UNet(1, 1, 1, base_channels=8, channel_mults=(1, 2), image_size=8)
+    torch.nn.init.normal_(net.conv_out.weight, generator=_gen())  # zero-initialised head would hide t
+    for block in net.modules():
+        if hasattr(block, "conv2"):
+            torch.nn.init.normal_(block.conv2.weight, std=0.1, generator=_gen(1))
+    x, y = _randn(1, 1, 8, 8), _randn(1, 1, 8, 8)
+    assert not torch.allclose(net(x, y, torch.tensor([10])), net(x, y, torch.tensor([900])))
+    with pytest.raises(ValueError, match="time embedding"):
+        net(x, y)
+
+
+def test_bad_sizes_and_channels_are_clear() -> None:
+    net = UNet(1, 1, 1, base_channels=8, channel_mults=(1, 2, 4), image_size=16)
+    t = torch.tensor([0])
+    with pytest.raises(ValueError, match="divisible by 4, got 18x16"):
+        net(_randn(1, 1, 18, 16), _randn(1, 1, 18, 16), t)
+    with pytest.raises(ValueError, match=r"condition y of shape \(B, 1, H, W\)"):
+        net(_randn(1, 1, 16, 16), _randn(1, 2, 16, 16), t)
+    with pytest.raises(ValueError, match="x_t of shape"):
+        net(None, _randn(1, 1, 16, 16), t)
+    with pytest.raises(ValueError, match="x_channels"):
+        UNet(0, 0, 1)
+
+
+def test_attention_sits_at_the_requested_resolution() -> None:
+    net = UNet(1, 1, 1, base_channels=8, channel_mults=(1, 2), attention_resolutions=(8,), image_size=16,
+               dropout=0.1)
+    n_attn = sum(isinstance(m, AttnBlock) for m in net.modules())
+    assert n_attn == 1 + 2 + 1  # down at 8 px, up at 8 px (2 blocks), middle
+    assert net(_randn(2, 1, 16, 16), _randn(2, 1, 16, 16), torch.tensor([1, 2])).shape == (2, 1, 16, 16)
+
+
+def test_group_count_divides_channels() -> None:
+    assert [group_count(c) for c in (3, 8, 48, 64, 256)] == [3, 8, 24, 32, 32]
+
+
+@pytest.mark.parametrize("cond_channels", [1, 3])
+def test_critic_scores_each_sample(cond_channels: int) -> None:
+    critic = Critic(1, cond_channels, base_channels=8, channel_mults=(1, 2))
+    assert critic(_randn(5, 1, 16, 16), _randn(5, cond_channels, 16, 16)).shape == (5,)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    with pytest.raises(ValueError, match="divisible by 4"):
+        critic(_randn(1, 1, 10, 10), _randn(1, cond_channels, 10, 10))
+
+
+def test_build_model_per_method() -> None:
+    p = C.get_profile("smoke", model=C.ModelConfig(base_channels=8, channel_mults=(1, 2), cond_channels=3))
+    nets = {m: build_model(m, p) for m in C.METHODS}
+    assert nets["ddpm"]["net"].time_scale == 1.0 and nets["vesde"]["net"].time_scale == 1000.0
+    assert nets["cnn"]["net"].time_mlp is None and nets["cnn"]["net"].x_channels == 0
+    assert set(nets["wgan"]) == {"net", "critic"}
+    y = _randn(2, 3, 16, 16)
+    assert nets["ddpm"]["net"](_randn(2, 1, 16, 16), y, torch.tensor([1, 2])).shape == (2, 1, 16, 16)
+    assert nets["wgan"]["net"](None, y).shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="Unknown method"):
+        build_model("gan", p)
