@@ -33,11 +33,11 @@ SAMPLES    := $(foreach s,$(SAMPLERS),$(RUN)/samples/$(s).npz)
 METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
 
-DATA_LIB   := $(call LIB,config paths provenance phantom datasets prepare)
+DATA_LIB   := $(call LIB,config paths provenance phantom datasets prepare plots_data)
 TRAIN_LIB  := $(call LIB,config processes rng unet losses checkpoints train)
 SAMPLE_LIB := $(call LIB,config processes rng samplers mc checkpoints)
-EVAL_LIB   := $(call LIB,metrics evaluate)
-FIG_LIB    := $(call LIB,figures)
+EVAL_LIB   := $(call LIB,metrics evaluate prepare)
+FIG_LIB    := $(call LIB,figures evaluate metrics prepare)
 
 # Run one notebook through papermill, export HTML, and log the stage's wall time.
 # $(1) notebook, $(2) output name, $(3) parameters

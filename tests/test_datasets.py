@@ -25,7 +25,7 @@ def dcm_path(name: str) -> str:
 def write_series(folder: Path, template: str, description: str, n: int, rng: np.random.Generator, *,
                  size: int | None = None, offset: int = 100, step=(0.0, 0.0, 3.0), iop=None,
                  spacing: float | None = None) -> list[int]:
-    """n slices of a pydicom test file: slice k holds pixels + offset·k at position origin + k·step, files shuffled."""
+    """n slices of a pydicom test file: slice k = pixels + offset·k at origin + k·step; file names shuffled."""
     uid = generate_uid(entropy_srcs=[str(folder), description])
     order = rng.permutation(n)
     folder.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,8 @@ def write_fake(profile: str, sampler: str, k: int, seed: int = 0) -> Path:
     samples = np.asarray(samples, dtype=np.float32)[:, :, None]
     n = samples.shape[0]
     frames = 5
-    traj = np.stack([samples[0, 0] + (1 - f / (frames - 1)) * rng.standard_normal((1, H, H)) * 3 for f in range(frames)])
+    traj = np.stack([samples[0, 0] + (1 - f / (frames - 1)) * 3 * rng.standard_normal((1, H, H))
+                     for f in range(frames)])
     return save_npz(
         paths.samples_path(profile, sampler), samples=samples, mean=samples.mean(1),
         std=samples.std(1) if k > 1 else np.zeros_like(samples[:, 0]), target=np.asarray(cts, np.float32)[:, None],

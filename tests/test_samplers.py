@@ -104,6 +104,7 @@ STOCHASTIC_CASES = [
     ("ddpm", 250, {"variance": "beta"}, 0.02),
     ("em", 500, {}, 0.01),
     ("pc", 250, {"corrector_steps": 1}, 0.02),
+    ("pc", 250, {"corrector_steps": 1, "norm": "batch"}, 0.02),     # Song's batch-averaged norms
 ]
 
 

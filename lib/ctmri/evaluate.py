@@ -1,4 +1,4 @@
-"""Evaluation stage (03_evaluate): per-slice and per-patient metrics of every sampler, summary tables, the study's claims.
+"""Evaluation stage (03_evaluate): per-slice / per-patient metrics of every sampler, summary tables, the study's claims.
 
 Reads every `runs/<profile>/samples/<sampler>.npz` present (contract in docs/ARCHITECTURE.md) and writes
 into `runs/<profile>/`:
@@ -62,7 +62,8 @@ def load_samples(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"Cannot read samples file {path}: {exc}") from exc
     missing = [k for k in REQUIRED if k not in d]
     if missing:
-        raise ValueError(f"Samples file {path} lacks {', '.join(missing)}; expected the contract of docs/ARCHITECTURE.md.")
+        raise ValueError(f"Samples file {path} lacks {', '.join(missing)}; expected the contract in "
+                         "docs/ARCHITECTURE.md.")
     s = d["samples"]
     if s.ndim != 5 or s.shape[2] != 1:
         raise ValueError(f"{path}: samples has shape {s.shape}; expected (N, K, 1, H, W).")
@@ -268,7 +269,8 @@ def _claim_c1(s: pd.DataFrame) -> dict:
             continue
         nums[x] = v
         ok &= v["ssim_M"] > v["ssim"] and v["psnr_M"] > v["psnr"]
-        parts.append(f"{label(x)}: SSIM {v['ssim']:.3f}→{v['ssim_M']:.3f}, PSNR {v['psnr']:.2f}→{v['psnr_M']:.2f} dB")
+        parts.append(f"{label(x)}: SSIM {v['ssim']:.3f}→{v['ssim_M']:.3f}, "
+                     f"PSNR {v['psnr']:.2f}→{v['psnr_M']:.2f} dB")
     return _claim("C1", "Averaging the MC samples raises SSIM and PSNR for each of DDPM, ODE, EM, PC.",
                   "For each of the four: mean SSIM and mean PSNR of X-M > those of X (single sample).",
                   _missing(s, STUDY_SAMPLERS, mc=True), ok, nums, "; ".join(parts))
@@ -376,18 +378,27 @@ def _write_text(text: str, path: Path) -> Path:
     return path
 
 
+def _commit_of(d: dict[str, Any]) -> str:
+    """Git commit recorded in a samples file's provenance ("?" when absent or unreadable)."""
+    try:
+        return str(json.loads(str(d["provenance"])).get("git_commit", "?"))
+    except (KeyError, ValueError, AttributeError):
+        return "?"
+
+
 def evaluate(profile: str) -> dict[str, Path]:
     """Run the evaluation stage on every samples file of `profile`; return the paths written."""
     files = sample_files(profile)
     if not files:
-        raise FileNotFoundError(f"No samples in {samples_path(profile, '*')}; run the sampling stage (02_sample) first.")
+        raise FileNotFoundError(f"No samples in {samples_path(profile, '*')}; run the sampling stage (02_sample) "
+                                "first.")
     per_slice, unc, patients, inputs = [], [], [], {}
     for name, path in files.items():
         d = load_samples(path)
         per_slice.append(slice_metrics(d))
         unc.append(uncertainty_metrics(d))
         patients.append(patient_metrics(d))
-        inputs[name] = json.loads(str(d["provenance"])).get("git_commit", "?") if "provenance" in d else "?"
+        inputs[name] = _commit_of(d)
     per_slice = pd.concat(per_slice, ignore_index=True)
     unc = pd.concat(unc, ignore_index=True)
     patients = pd.concat(patients, ignore_index=True)

@@ -1,11 +1,11 @@
-"""The study's figures (Lyu & Wang 2022, Figs. 1-4) and three beyond it, one function each, PNG + PDF in figures/<profile>/.
+"""The study's figures (Lyu & Wang 2022, Figs. 1-4) and three beyond it, one function each, PNG + PDF.
 
-Inputs: `runs/<profile>/samples/*.npz` (samples contract) and, for the bar / NFE figures,
-`runs/<profile>/summary.csv` from the evaluation stage. Every figure function takes the profile,
-returns the PNG path (the PDF lies beside it) and raises `MissingInput` when its inputs are absent;
-`make_all_figures` skips those with a printed note. CT is shown in the HU window [-1024, 3000]
-mapped to [0, 1] (the study's display range) unless a caption says otherwise; colours are the
-Okabe-Ito colour-blind-safe palette, one fixed colour per method.
+Output: `figures/<profile>/<name>.png|pdf`. Inputs: `runs/<profile>/samples/*.npz` (samples
+contract) and, for the bar / NFE figures, `runs/<profile>/summary.csv` from the evaluation stage.
+Every figure function takes the profile, returns the PNG path (the PDF lies beside it) and raises
+`MissingInput` when its inputs are absent; `make_all_figures` skips those with a printed note. CT is
+shown in the HU window [-1024, 3000] mapped to [0, 1] (the study's display range) unless a caption
+says otherwise; colours are the Okabe-Ito colour-blind-safe palette, one fixed colour per method.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from . import metrics as M  # noqa: E402
@@ -190,10 +191,13 @@ def _bars(ax: plt.Axes, s: pd.DataFrame, col: str, ylabel: str, log: bool = Fals
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".strip("0.")[:1] in "235" else ""))
     elif np.isfinite(mean).any():
         lo = np.nanmin(mean - (err if err is not None else 0))
         hi = np.nanmax(mean + (err if err is not None else 0))
-        ax.set_ylim(max(0, lo - 0.1 * (hi - lo)), hi + 0.05 * (hi - lo))
+        pad = 0.1 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-6
+        ax.set_ylim(lo - pad if lo < 0 else max(0, lo - pad), hi + pad / 2)
 
 
 def fig3_bars(profile: str) -> Path:

@@ -171,7 +171,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                                 f"or run `make reproduce PROFILE={prof.name}`.")
     default_steps, options = sampler_settings(prof, sampler)
     steps = int(steps or default_steps)
-    mc_samples = int(mc_samples or prof.sample.mc_samples)
+    mc_samples = 1 if sampler in ONE_PASS else int(mc_samples or prof.sample.mc_samples)
     max_slices = prof.sample.max_test_slices if max_slices is None else max_slices
     device = torch.device(device or default_device())
 

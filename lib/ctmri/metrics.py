@@ -37,11 +37,12 @@ def _check(**arrays: np.ndarray) -> list[np.ndarray]:
     out = {k: _finite(k, v) for k, v in arrays.items()}
     shapes = {k: v.shape for k, v in out.items()}
     if len(set(shapes.values())) != 1:
-        raise ValueError("Shape mismatch: " + ", ".join(f"{k} {s}" for k, s in shapes.items()) + "; expected equal shapes.")
+        listed = ", ".join(f"{k} {s}" for k, s in shapes.items())
+        raise ValueError(f"Shape mismatch: {listed}; expected equal shapes.")
     if "mask" in out:
         out["mask"] = out["mask"].astype(bool)
         if not out["mask"].any():
-            raise ValueError(f"mask of shape {out['mask'].shape} is empty; expected at least one voxel inside the body.")
+            raise ValueError(f"mask of shape {out['mask'].shape} is empty; expected at least one voxel in the body.")
     return list(out.values())
 
 
@@ -85,7 +86,8 @@ def paper_psnr(ct_hu: np.ndarray, sct_hu: np.ndarray) -> float:
 
 def _crop(a: np.ndarray) -> np.ndarray:
     """Crop SSIM_CROP voxels per side of every axis (fewer on axes too short to keep one voxel)."""
-    return a[tuple(slice(c, n - c) for n in a.shape for c in [min(SSIM_CROP, (n - 1) // 2)])]
+    crops = [min(SSIM_CROP, (n - 1) // 2) for n in a.shape]
+    return a[tuple(slice(c, n - c) for c, n in zip(crops, a.shape))]
 
 
 def synthrad_mae(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> float:
@@ -104,7 +106,7 @@ def synthrad_psnr(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> fl
 
 
 def synthrad_ssim(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> float:
-    """SynthRAD2023 SSIM: clip, outside mask -> -1024, +1024, full skimage SSIM map (range 4024), mean over mask cropped by 3."""
+    """SynthRAD2023 SSIM: clip, outside mask -1024, +1024, SSIM map (range 4024), mean over the mask cropped by 3."""
     ct, sct, m = _check(ct_hu=ct_hu, sct_hu=sct_hu, mask=mask)
     a = np.where(m, np.clip(ct.astype(np.float64), HU_MIN, HU_MAX), HU_MIN) - HU_MIN
     b = np.where(m, np.clip(sct.astype(np.float64), HU_MIN, HU_MAX), HU_MIN) - HU_MIN
@@ -157,7 +159,7 @@ def _remaining_mean(err_sorted_desc: np.ndarray, removed: np.ndarray) -> np.ndar
 
 def sparsification(std: np.ndarray, err: np.ndarray, mask: np.ndarray,
                    n: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparsification (Ilg et al. 2018): MAE of the voxels left after removing fraction f by decreasing std / by |error|.
+    """Sparsification (Ilg et al. 2018): MAE of the voxels left after removing fraction f by decreasing std / |error|.
 
     Returns (fractions k/n for k = 0..n-1, curve when removing by std, oracle curve removing by |error|),
     in the units of `err`.
