@@ -9,6 +9,15 @@ from ctmri.checkpoints import build_model
 from ctmri.unet import AttnBlock, Critic, UNet, group_count
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets gain nothing from threads, and OpenMP spin-waits badly when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -53,7 +53,10 @@ def init_distributed() -> DistInfo:
 def pick_device(device: str | torch.device | None, info: DistInfo) -> torch.device:
     """`device`, else cuda (cuda:LOCAL_RANK under DDP) when available, else cpu."""
     if device is not None:
-        return torch.device(device)
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", info.local_rank if info.world > 1 else torch.cuda.current_device())
+        return device
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
         return torch.device("cuda", info.local_rank)
