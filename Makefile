@@ -34,8 +34,8 @@ METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
 
 DATA_LIB   := $(call LIB,config paths provenance phantom datasets prepare plots_data)
-TRAIN_LIB  := $(call LIB,config processes rng unet losses checkpoints train)
-SAMPLE_LIB := $(call LIB,config processes rng samplers mc checkpoints)
+TRAIN_LIB  := $(call LIB,config processes rng unet losses checkpoints train train_steps prepare)
+SAMPLE_LIB := $(call LIB,config processes rng samplers mc mc_plots checkpoints unet prepare)
 EVAL_LIB   := $(call LIB,metrics evaluate prepare)
 FIG_LIB    := $(call LIB,figures evaluate metrics prepare)
 

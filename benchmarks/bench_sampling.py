@@ -80,14 +80,15 @@ def write_results(rows: list[dict], a: argparse.Namespace, size: int, device: to
     write_json(RESULTS / "sampling.json", {"setup": setup, "results": rows,
                                           "provenance": provenance("cpu", benchmark="bench_sampling")})
     lines = ["# Sampling speed (cpu profile)", "",
-             f"{a.slices} slices x {a.mc} MC replicates of {size}x{size} in one batch of {a.slices * a.mc}, "
-             f"device {device}, {torch.get_num_threads()} torch threads. Weights: "
+             f"{size}x{size} slices x MC replicates in one batch (batch column; default 16 x 10 = 160), "
+             f"{torch.get_num_threads()} torch threads. Weights: "
              f"{', '.join(sorted({r['weights'] for r in rows}))}. Time outside the network = 1 - time inside "
              f"model calls / sampler wall time (goal < 3 %).", "",
-             "| sampler | steps | NFE / sample | s / sample | s / slice (x MC) | outside network |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['sampler']} | {r['steps']} | {r['nfe_per_sample']:.0f} | {r['seconds_per_sample']:.4f} | "
-              f"{r['seconds_per_slice']:.2f} | {100 * r['fraction_outside_network']:.2f} % |" for r in rows]
+             "| sampler | steps | batch | device | NFE / sample | s / sample | s / slice (x MC) | outside network |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['sampler']} | {r['steps']} | {r.get('batch', '')} | {r.get('device', '')} | "
+              f"{r['nfe_per_sample']:.0f} | {r['seconds_per_sample']:.4f} | {r['seconds_per_slice']:.2f} | "
+              f"{100 * r['fraction_outside_network']:.2f} % |" for r in rows]
     (RESULTS / "sampling.md").write_text("\n".join(lines) + "\n")
 
 

@@ -157,8 +157,8 @@ def exact_flow_ve(x_t: torch.Tensor, y: torch.Tensor, sd_end: float) -> torch.Te
 # rtol = atol = 1e-5 (0.004 %).
 DETERMINISTIC_CASES = [
     ("ddim", 500, {}, 0.02),
-    ("dpm++2m", 200, {}, 0.015),
-    ("dpm++2m", 20, {"spacing": "logsnr"}, 0.03),
+    ("dpm++2m", 200, {"spacing": "time"}, 0.015),
+    ("dpm++2m", 20, {}, 0.03),  # default spacing: logsnr
     ("ode", 10, {}, 0.001),
     ("heun", 50, {}, 0.005),
 ]

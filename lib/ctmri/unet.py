@@ -28,12 +28,14 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 
 
 class ResBlock(nn.Module):
-    """GroupNorm–SiLU–conv residual block with an additive time-embedding projection (Ho et al. 2020, App. B)."""
+    """GroupNorm–SiLU–conv residual block; the time embedding scales and shifts the second GroupNorm's output
+    (scale-shift norm, Dhariwal & Nichol 2021 as in SR3 / Palette). A plain additive embedding before
+    GroupNorm would be erased wherever a group holds one channel (ch <= 32)."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int | None, dropout: float):
         super().__init__()
         self.norm1, self.conv1 = norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_ch) if emb_dim else None
+        self.emb = nn.Linear(emb_dim, 2 * out_ch) if emb_dim else None
         self.norm2, self.drop = norm(out_ch), nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
@@ -41,10 +43,11 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.norm2(self.conv1(F.silu(self.norm1(x))))
         if self.emb is not None:
-            h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.drop(F.silu(self.norm2(h))))
+            scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
 
 
