@@ -28,7 +28,7 @@ SAMPLERS       := $(DDPM_SAMPLERS) $(VESDE_SAMPLERS) $(ONE_PASS)
 METHODS        := ddpm vesde cnn wgan
 
 DATA       := $(ROOT)/data/processed/$(PROFILE)/manifest.json
-CKPTS      := $(foreach m,$(METHODS),$(RUN)/checkpoints/$(m).pt)
+CKPTS      := $(foreach m,$(METHODS),$(RUN)/checkpoints/$(m).trained)
 SAMPLES    := $(foreach s,$(SAMPLERS),$(RUN)/samples/$(s).npz)
 METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
@@ -71,12 +71,18 @@ figures: $(FIGURES)
 $(DATA): notebooks/00_prepare_data.ipynb $(DATA_LIB) | $(STAMP)
 	$(call run_notebook,$<,00_prepare_data,-p dataset $(DATASET) -p data_dir "$(DATA_DIR)" -p direction $(DIRECTION))
 
-$(RUN)/checkpoints/%.pt: notebooks/01_train.ipynb $(DATA) $(TRAIN_LIB) | $(STAMP)
-	$(call run_notebook,$<,01_train_$*,-p method $*)
+# A method is trained when its `.trained` marker exists. Without the marker (never trained, or a
+# run was killed) training resumes from the last checkpoint; with a stale marker (inputs changed)
+# it starts afresh.
+$(RUN)/checkpoints/%.trained: notebooks/01_train.ipynb $(DATA) $(TRAIN_LIB) | $(STAMP)
+	$(eval RESUME := $(if $(wildcard $@),False,True))
+	@rm -f $@
+	$(call run_notebook,$<,01_train_$*,-p method $* -p resume $(RESUME))
+	@touch $@
 
-$(foreach s,$(DDPM_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/ddpm.pt))
-$(foreach s,$(VESDE_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/vesde.pt))
-$(foreach s,$(ONE_PASS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/$(s).pt))
+$(foreach s,$(DDPM_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/ddpm.trained))
+$(foreach s,$(VESDE_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/vesde.trained))
+$(foreach s,$(ONE_PASS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/$(s).trained))
 
 $(RUN)/samples/%.npz: notebooks/02_sample.ipynb $(SAMPLE_LIB) | $(STAMP)
 	$(call run_notebook,$<,02_sample_$*,-p sampler $*)

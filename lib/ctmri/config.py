@@ -134,12 +134,14 @@ CPU = Profile(
     name="cpu",
     data=DataConfig(image_size=32, n_patients=10, n_test_patients=2, slices_per_patient=16,
                     phantom_shape=(24, 96, 96), phantom_spacing=(5.0, 4.0, 4.0)),
-    model=ModelConfig(base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=1),
+    # base 24 (1.46 M parameters): 0.29 s per training step of 16 images here, vs 0.44 s at base 32.
+    model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1),
     # Min-SNR-5 is a declared deviation from the study's plain eps loss: on this machine it
     # reaches the same error ~1.5x sooner (DESIGN.md sizing facts); the paper profile keeps "eps".
-    train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=4000, baseline_steps=1500, n_critic=2,
+    train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=3000, baseline_steps=1000, n_critic=2,
                       ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20),
-    sample=SampleConfig(mc_samples=10, max_test_slices=16, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
+    # 12 test slices x 10 MC replicates; step counts below the study's 1000 to fit ~10 min of sampling.
+    sample=SampleConfig(mc_samples=10, max_test_slices=12, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
                         em_steps=250, pc_steps=125, pc_corrector_steps=1, heun_steps=20,
                         ode_rtol=1e-4, ode_atol=1e-4),
 )
