@@ -110,7 +110,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     method = state["method"]
     profile = profile_from_dict(state["config"])
     net = build_model(method, profile)["net"]
-    weights = state["ema"] if method in DIFFUSION and state.get("ema") is not None else state["nets"]["net"]
+    if method in DIFFUSION and state.get("ema") is None:
+        raise ValueError(f"Checkpoint {path} of a {method} model holds no EMA weights; expected a checkpoint "
+                         f"written by ctmri.train (sampling uses the EMA weights).")
+    weights = state["ema"] if method in DIFFUSION else state["nets"]["net"]
     net.load_state_dict(weights)
     net.to(device).eval()
     process = make_process(method, profile.process) if method in DIFFUSION else None

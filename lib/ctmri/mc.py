@@ -97,18 +97,9 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
             nfe_weighted += len(chunk)
         else:
             gens = [rng.make_generator(int(seeds[i, k]), device) for i, k in chunk]
-            keep = [j for j, (i, k) in enumerate(chunk) if k == 0 and i in traj]
-            rec = record_every(every, index=keep) if keep else None
             info: dict = {}
-            out = fn(model, process, y, steps=steps, generator=gens, callback=rec, info=info,
-                     out_channels=out_channels, **options)
+            out = fn(model, process, y, steps=steps, generator=gens, info=info, out_channels=out_channels, **options)
             nfe_weighted += info["nfe"] * len(chunk)
-            if rec is not None:
-                final = out[keep].detach().cpu()
-                x = torch.cat([rec.x, final[None]]).numpy()
-                x0 = torch.cat([rec.x0_pred, final[None]]).numpy()
-                for col, j in enumerate(keep):
-                    frames[chunk[j][0]] = (rec.steps + [steps], x[:, col], x0[:, col])
         out = out.detach().float().cpu().numpy()
         for j, (i, k) in enumerate(chunk):
             samples[i, k] = out[j]
@@ -117,7 +108,15 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
 
     if not np.isfinite(samples).all():
         raise FloatingPointError(f"Sampler {sampler!r} produced NaN or inf values; check the model and step count.")
-    traj = [i for i in traj if i in frames]
+    # Trajectories are redrawn outside the timed loop (replicate 0 regenerates alone: exactly for the
+    # stochastic samplers, to solver tolerance for the ODE), so recording never inflates the timing.
+    for i in traj:
+        rec = record_every(every)
+        gen = [rng.make_generator(int(seeds[i, 0]), device)]
+        final = fn(model, process, cond_t[i:i + 1].to(device), steps=steps, generator=gen, callback=rec,
+                   out_channels=out_channels, **options).detach().float().cpu()
+        frames[i] = (rec.steps + [steps], torch.cat([rec.x, final[None]]).numpy()[:, 0],
+                     torch.cat([rec.x0_pred, final[None]]).numpy()[:, 0])
     steps_kept = frames[traj[0]][0] if traj else []
     empty = np.zeros((len(traj), 0, *shape), dtype=np.float32)
     return {
