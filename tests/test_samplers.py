@@ -289,3 +289,15 @@ def test_bad_steps_and_options():
         SAMPLERS["ddpm"](exact_eps, DP, y, steps=2, variance="learned")
     with pytest.raises(ValueError, match="x_init has shape"):
         SAMPLERS["heun"](exact_score, VE, y, steps=2, x_init=torch.zeros(1, 1, 3, 3))
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm++2m"])
+def test_clip_x0_keeps_a_wild_model_inside_model_space(name: str) -> None:
+    """With clip_x0 the last DDPM-family step returns (a posterior mean of) x0_hat clipped to [-1, 1]."""
+    y = torch.zeros(4, 1, 8, 8)
+    wild = lambda x, y, t: -3.0 * x  # noqa: E731 - an eps "model" far off the data manifold
+    gen = torch.Generator().manual_seed(0)
+    unclipped = SAMPLERS[name](wild, DP, y, steps=10, generator=gen)
+    clipped = SAMPLERS[name](wild, DP, y, steps=10, generator=torch.Generator().manual_seed(0), clip_x0=True)
+    assert unclipped.abs().max() > 1.5
+    assert clipped.abs().max() <= 1.0 + 1e-5

@@ -89,6 +89,7 @@ class SampleConfig:
     ode_rtol: float = 1e-5                # probability-flow ODE, RK45
     ode_atol: float = 1e-5
     heun_steps: int = 20                  # Heun in sigma space (NFE = 2N - 1)
+    clip_x0: bool = True                  # DDPM family: clip x0_hat to [-1, 1] (Ho et al.'s code: clip_denoised)
     seed: int = 0                         # base seed of the MC generators
 
 

@@ -148,9 +148,12 @@ def ddpm(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, generator:
 
 @torch.no_grad()
 def ddim(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
-         callback: Optional[Callback] = None, eta: float = 0.0, out_channels: int = 1,
+         callback: Optional[Callback] = None, eta: float = 0.0, clip_x0: bool = False, out_channels: int = 1,
          x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
-    """DDIM (Song, Meng & Ermon 2021, eq. 12): x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - s^2) eps + s z; eta = 0 default."""
+    """DDIM (Song, Meng & Ermon 2021, eq. 12): x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - s^2) eps + s z; eta = 0 default.
+
+    clip_x0 (default False): clip x0_hat to [-1, 1] and recompute eps from it, as diffusers' DDIM does.
+    """
     _check_process("ddim", process)
     taus = respaced_timesteps(process.num_steps, steps)
     abar = process.alphas_cumprod[torch.from_numpy(taus)].double()
@@ -165,6 +168,9 @@ def ddim(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, generator:
     for i in range(len(taus)):
         eps = model(x, y, ts[i])
         x0 = (x - sq_1m[i] * eps) / sq_abar[i]
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - sq_abar[i] * x0) / sq_1m[i]
         if callback is not None:
             callback(i, x, x0)
         x = sq_abar_prev[i] * x0 + dir_coef[i] * eps
@@ -176,7 +182,7 @@ def ddim(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, generator:
 
 @torch.no_grad()
 def dpmpp_2m(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
-             callback: Optional[Callback] = None, spacing: str = "logsnr", out_channels: int = 1,
+             callback: Optional[Callback] = None, spacing: str = "logsnr", clip_x0: bool = False, out_channels: int = 1,
              x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
     """DPM-Solver++(2M), data prediction (Lu et al. 2022, Alg. 2), timesteps T-1 .. 0.
 
@@ -185,7 +191,8 @@ def dpmpp_2m(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, genera
     indices as `ddim`; its output std is 1.3x too large at 20 steps, see tests/test_samplers.py). NFE = steps (logsnr: the distinct indices, <= steps). The first
     step is first order; the final step from the smallest index (sigma ~ 0.01) to sigma = 0 is
     first order too, which there reduces exactly to x = D (lambda -> inf makes the
-    second-order weights degenerate), as in k-diffusion.
+    second-order weights degenerate), as in k-diffusion. clip_x0 (default False): clip each data
+    prediction D to [-1, 1] (static thresholding, Lu et al. 2022).
     """
     _check_process("dpm++2m", process)
     if spacing == "time":
@@ -210,6 +217,8 @@ def dpmpp_2m(model: Model, process: DDPM, y: torch.Tensor, *, steps: int, genera
     for i in range(len(taus)):
         eps = model(x, y, ts[i])
         d = (x - sigma[i] * eps) / alpha[i]
+        if clip_x0:
+            d = d.clamp(-1, 1)
         if callback is not None:
             callback(i, x, d)
         if i == len(taus) - 1:
