@@ -35,12 +35,15 @@ def test_one_replicate_regenerates_alone(cond, sampler, method):
     # chunks of 4 pairs split slices across chunks: (slice 1, replicate 2) sits beside other slices' replicates
     alone = mc.regenerate(model, process, sampler, cond[1], slice_id=6, replicate=2, steps=6, base_seed=11,
                           device="cpu")
-    np.testing.assert_allclose(alone, res["samples"][1, 2], atol=1e-5, rtol=1e-5)   # batched vs single conv: float32 round-off
+    # batched vs single convolutions differ by float32 round-off (more with several threads); a wrong
+    # generator would change every pixel by O(scale), so a tolerance of 1e-5 of the scale still proves it
+    scale = float(np.abs(res["samples"]).max())
+    np.testing.assert_allclose(alone, res["samples"][1, 2], atol=1e-5 * scale, rtol=1e-4)
     assert not np.allclose(res["samples"][1, 0], res["samples"][1, 2])
     # the same pairs in other chunk sizes give the same samples
     res2 = mc.monte_carlo(model, process, sampler, cond, mc_samples=3, steps=6, base_seed=11, chunk_size=9,
                           slice_ids=[5, 6, 7], device="cpu", progress=False)
-    np.testing.assert_allclose(res2["samples"], res["samples"], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(res2["samples"], res["samples"], atol=1e-5 * scale, rtol=1e-4)
 
 
 def exact_eps(process: DDPM, s: float = 0.3):
