@@ -239,17 +239,21 @@ def _ve_schedule(process: VESDE, times: np.ndarray) -> tuple[list[float], list[f
     return (process.diffusion(t) ** 2).tolist(), (process.marginal_std(t) ** 2).tolist()
 
 
+def _sde_grid(process: VESDE, steps: int, x: torch.Tensor):
+    """Reverse-SDE grid t = 1 .. eps_s with dt = (1 - eps_s)/N: times, dt, g^2, std^2 and per-step (B,) time tensors."""
+    times = vesde_times(process, steps)
+    g2, std2 = _ve_schedule(process, times)
+    return times, (1.0 - process.eps_sample) / len(times), g2, std2, _full(times.tolist(), x.shape[0], x.device, x.dtype)
+
+
 @torch.no_grad()
 def euler_maruyama(model: Model, process: VESDE, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
                    callback: Optional[Callback] = None, out_channels: int = 1,
                    x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
     """Reverse-time SDE, Euler–Maruyama, eq. (30): x <- x + g^2 s dt + g sqrt(dt) z, t = 1 .. eps_s; returns the last mean."""
     _check_process("em", process)
-    times = vesde_times(process, steps)
-    dt = (1.0 - process.eps_sample) / len(times)
-    g2, std2 = _ve_schedule(process, times)
     x = _initial(process, y, generator, x_init, out_channels)
-    ts = _full(times.tolist(), x.shape[0], x.device, x.dtype)
+    times, dt, g2, std2, ts = _sde_grid(process, steps, x)
     for i in range(len(times)):
         s = model(x, y, ts[i])
         if callback is not None:
@@ -287,11 +291,8 @@ def predictor_corrector(model: Model, process: VESDE, y: torch.Tensor, *, steps:
     _check_process("pc", process)
     if corrector_steps < 0:
         raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}.")
-    times = vesde_times(process, steps)
-    dt = (1.0 - process.eps_sample) / len(times)
-    g2, std2 = _ve_schedule(process, times)
     x = _initial(process, y, generator, x_init, out_channels)
-    ts = _full(times.tolist(), x.shape[0], x.device, x.dtype)
+    times, dt, g2, std2, ts = _sde_grid(process, steps, x)
     for i in range(len(times)):
         for j in range(corrector_steps):
             s = model(x, y, ts[i])
