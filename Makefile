@@ -19,7 +19,8 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 PAPERMILL  = $(PY) -m papermill --no-progress-bar --log-level WARNING -k python3
 RUN        := $(ROOT)/runs/$(PROFILE)
 NBOUT      := $(RUN)/notebooks
-LIB         = $(addprefix lib/ctmri/,$(addsuffix .py,$(1)))
+# A stage depends on the package folders it imports (lib/ctmri/<folder>/*.py) and the top-level modules.
+PKG         = $(wildcard lib/ctmri/*.py) $(foreach d,$(1),$(wildcard lib/ctmri/$(d)/*.py))
 
 DDPM_SAMPLERS  := ddpm ddim dpm++2m
 VESDE_SAMPLERS := em pc ode heun
@@ -33,11 +34,11 @@ SAMPLES    := $(foreach s,$(SAMPLERS),$(RUN)/samples/$(s).npz)
 METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
 
-DATA_LIB   := $(call LIB,config paths provenance phantom datasets prepare plots_data)
-TRAIN_LIB  := $(call LIB,config processes rng unet losses checkpoints train train_steps prepare)
-SAMPLE_LIB := $(call LIB,config processes rng samplers mc mc_plots checkpoints unet prepare)
-EVAL_LIB   := $(call LIB,metrics evaluate prepare)
-FIG_LIB    := $(call LIB,figures evaluate metrics prepare)
+DATA_LIB   := $(call PKG,data)
+TRAIN_LIB  := $(call PKG,data diffusion models train)
+SAMPLE_LIB := $(call PKG,data diffusion models sample)
+EVAL_LIB   := $(call PKG,data evaluate)
+FIG_LIB    := $(call PKG,data evaluate figures)
 
 # Run one notebook through papermill, export HTML, and log the stage's wall time.
 # $(1) notebook, $(2) output name, $(3) parameters

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctmri import checkpoints, paths
+from ctmri.models import checkpoints
+from ctmri import paths
 from ctmri.config import get_profile
-from ctmri.mc import monte_carlo, sampler_method, sampler_settings
-from ctmri.processes import make_process
+from ctmri.sample.mc import monte_carlo, sampler_method, sampler_settings
+from ctmri.diffusion.processes import make_process
 from ctmri.provenance import provenance, write_json
-from ctmri.samplers import SAMPLERS
+from ctmri.diffusion.samplers import SAMPLERS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,7 +22,7 @@ import torch
 
 from ctmri.config import METHODS, get_profile
 from ctmri.provenance import provenance, write_json
-from ctmri.train import train
+from ctmri.train.loop import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -10,9 +10,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from ctmri.datasets import Case, DataError, read_dataset, read_dicom_series, read_goldatlas, read_synthrad, \
+from ctmri.data.readers import Case, DataError, read_dataset, read_dicom_series, read_goldatlas, read_synthrad, \
     write_nifti
-from ctmri.phantom import make_cases, write_synthrad
+from ctmri.data.phantom import make_cases, write_synthrad
 
 
 def dcm_path(name: str) -> str:

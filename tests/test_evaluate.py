@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from ctmri import paths
-from ctmri.evaluate import check_claims, evaluate, load_samples, summarise
-from ctmri.figures import FIGURES, make_all_figures
+from ctmri.evaluate.tables import check_claims, evaluate, load_samples, summarise
+from ctmri.figures.study import FIGURES, make_all_figures
 from ctmri.provenance import save_npz
 
 ALL = ("cnn", "wgan", "ddpm", "ode", "em", "pc", "ddim", "dpm++2m", "heun")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from ctmri import losses
-from ctmri.processes import DDPM, VESDE
+from ctmri.diffusion import losses
+from ctmri.diffusion.processes import DDPM, VESDE
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

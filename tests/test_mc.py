@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from ctmri import mc
-from ctmri.checkpoints import build_model
+from ctmri.sample import mc
+from ctmri.models.checkpoints import build_model
 from ctmri.config import get_profile
-from ctmri.processes import DDPM, VESDE
+from ctmri.diffusion.processes import DDPM, VESDE
 
 
 def random_net(method: str) -> torch.nn.Module:

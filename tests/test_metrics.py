@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctmri import metrics as M
+from ctmri.evaluate import metrics as M
 
 RANGE = 4024.0
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ctmri import phantom as P
-from ctmri.datasets import read_synthrad
+from ctmri.data import phantom as P
+from ctmri.data.readers import read_synthrad
 
 SHAPE, SPACING = (10, 160, 160), (6.0, 2.4, 2.4)  # fine enough in-plane for voxels of one pure tissue
 

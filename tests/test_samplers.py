@@ -22,8 +22,8 @@ import math
 import pytest
 import torch
 
-from ctmri.processes import DDPM, VESDE
-from ctmri.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, karras_sigmas, record_every
+from ctmri.diffusion.processes import DDPM, VESDE
+from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, karras_sigmas, record_every
 
 S = 0.3                       # data std
 B, H, W = 16, 32, 32
@@ -64,7 +64,7 @@ def slope(out: torch.Tensor, m: torch.Tensor) -> float:
 
 def ddpm_chain_std(steps: int, variance: str) -> float:
     """Std of x0 - mu after the respaced ancestral chain with the exact eps (the chain is linear-Gaussian)."""
-    from ctmri.samplers import respaced_timesteps
+    from ctmri.diffusion.samplers import respaced_timesteps
     taus = respaced_timesteps(DP.num_steps, steps)
     abar = DP.alphas_cumprod[torch.from_numpy(taus)].tolist()
     v, m_coef = 1.0, 0.0               # var of x, and mean of x as m_coef * mu (x_T ~ N(0, 1))

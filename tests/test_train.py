@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from ctmri import config as C
-from ctmri import train as T
-from ctmri.checkpoints import load_checkpoint, load_model
+from ctmri.train import loop as T
+from ctmri.models.checkpoints import load_checkpoint, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = C.get_profile(
@@ -203,12 +203,12 @@ def state_log(root: Path, method: str) -> Path:
 def test_torchrun_two_processes_agree(scratch_root: Path, tmp_path: Path) -> None:
     """WGAN-GP exercises the most: two DDP modules, a double backward through the critic, critic streams."""
     method = "wgan"
-    pytest.importorskip("ctmri.prepare", reason="ctmri.prepare.load_split is not written yet")
+    pytest.importorskip("ctmri.data.prepare", reason="ctmri.data.prepare.load_split is not written yet")
     mr, ct = write_processed(scratch_root)
     env = {**os.environ, "CTMRI_ROOT": str(scratch_root), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(REPO / "lib")}
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m",
-           "ctmri.train", "--profile", "smoke", "--method", method, "--steps", "5", "--no-progress"]
+           "ctmri.train.loop", "--profile", "smoke", "--method", method, "--steps", "5", "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     digests = dict(re.findall(r"rank (\d)/2 weights sha256 (\w+)", proc.stdout + proc.stderr))

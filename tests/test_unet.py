@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ctmri import config as C
-from ctmri.checkpoints import build_model
-from ctmri.unet import AttnBlock, Critic, UNet, group_count
+from ctmri.models.checkpoints import build_model
+from ctmri.models.unet import AttnBlock, Critic, UNet, group_count
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

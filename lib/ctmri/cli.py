@@ -6,7 +6,7 @@ import sys
 
 
 def _prepare(a: argparse.Namespace) -> None:
-    from .prepare import prepare_dataset
+    from ctmri.data.prepare import prepare_dataset
 
     manifest = prepare_dataset(a.profile, dataset=a.dataset, data_dir=a.data_dir or None,
                                direction=a.direction, seed=a.seed)
@@ -14,28 +14,28 @@ def _prepare(a: argparse.Namespace) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
-    from .train import train
+    from ctmri.train.loop import train
 
     result = train(a.profile, a.method, steps=a.steps or None, resume=not a.fresh)
     print(result)
 
 
 def _sample(a: argparse.Namespace) -> None:
-    from .mc import run_sampler
+    from ctmri.sample.mc import run_sampler
 
     path = run_sampler(a.profile, a.sampler, mc_samples=a.mc_samples or None, steps=a.steps or None)
     print(f"Wrote {path}")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
-    from .evaluate import evaluate
+    from ctmri.evaluate.tables import evaluate
 
     for name, path in evaluate(a.profile).items():
         print(f"{name}: {path}")
 
 
 def _figures(a: argparse.Namespace) -> None:
-    from .figures import make_all_figures
+    from ctmri.figures.study import make_all_figures
 
     for path in make_all_figures(a.profile):
         print(path)

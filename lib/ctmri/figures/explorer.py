@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import paths
+from ctmri import paths
 
 
 def load_samples(profile: str, sampler: str) -> dict[str, np.ndarray]:

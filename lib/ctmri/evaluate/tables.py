@@ -22,10 +22,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import metrics as M
-from .paths import run_dir, samples_path
-from .prepare import model_to_hu
-from .provenance import atomic_path, provenance, write_json
+from ctmri.evaluate import metrics as M
+from ctmri.paths import run_dir, samples_path
+from ctmri.data.prepare import model_to_hu
+from ctmri.provenance import atomic_path, provenance, write_json
 
 BASELINES = ("cnn", "wgan")
 STUDY_SAMPLERS = ("ddpm", "ode", "em", "pc")

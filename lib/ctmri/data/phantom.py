@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .datasets import Case, write_nifti
+from ctmri.data.readers import Case, write_nifti
 
 # Tissue labels of the label map.
 AIR, GAS, FAT, MUSCLE, SKIN, RECTAL_WALL, URINE, PROSTATE, PERIPHERAL_ZONE, MARROW, CORTICAL = range(11)

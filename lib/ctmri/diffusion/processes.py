@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from .rng import GeneratorArg, randn
+from ctmri.rng import GeneratorArg, randn
 
 Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

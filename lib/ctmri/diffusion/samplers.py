@@ -24,8 +24,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .processes import DDPM, VESDE, Model
-from .rng import GeneratorArg, randn
+from ctmri.diffusion.processes import DDPM, VESDE, Model
+from ctmri.rng import GeneratorArg, randn
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 

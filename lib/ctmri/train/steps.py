@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import losses
-from .rng import make_generator
+from ctmri.diffusion import losses
+from ctmri.rng import make_generator
 
 
 def seed_of(*parts: int) -> int:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .prepare import SliceSet, model_to_hu
+from ctmri.data.prepare import SliceSet, model_to_hu
 
 
 def plot_pairs(slices: SliceSet, indices: Sequence[int] | None = None, n: int = 4, ct_window: tuple = (-400, 1200)):

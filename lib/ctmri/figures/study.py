@@ -25,11 +25,11 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from . import metrics as M  # noqa: E402
-from .evaluate import STUDY_SAMPLERS, hu_scale, label, load_samples, sample_files, variants  # noqa: E402
-from .paths import figures_dir, run_dir  # noqa: E402
-from .prepare import model_to_hu  # noqa: E402
-from .provenance import atomic_path  # noqa: E402
+from ctmri.evaluate import metrics as M  # noqa: E402
+from ctmri.evaluate.tables import STUDY_SAMPLERS, hu_scale, label, load_samples, sample_files, variants  # noqa: E402
+from ctmri.paths import figures_dir, run_dir  # noqa: E402
+from ctmri.data.prepare import model_to_hu  # noqa: E402
+from ctmri.provenance import atomic_path  # noqa: E402
 
 COLORS = {"cnn": "#999999", "wgan": "#000000", "ddpm": "#E69F00", "ode": "#56B4E9", "em": "#009E73",
           "pc": "#CC79A7", "ddim": "#D55E00", "dpm++2m": "#0072B2", "heun": "#F0E442"}   # Okabe-Ito

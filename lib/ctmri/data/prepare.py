@@ -10,10 +10,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import paths
-from .config import DIRECTIONS, Profile, get_profile
-from .datasets import Case, DataError, read_dataset, read_synthrad
-from .provenance import provenance, save_npz, write_json
+from ctmri import paths
+from ctmri.config import DIRECTIONS, Profile, get_profile
+from ctmri.data.readers import Case, DataError, read_dataset, read_synthrad
+from ctmri.provenance import provenance, save_npz, write_json
 
 HU_MIN, HU_MAX = -1024.0, 3000.0
 MR_PERCENTILES = (0.5, 99.5)
@@ -129,7 +129,7 @@ def split_patients(ids: Sequence[str], n_test: int, seed: int) -> tuple[list[str
 
 def _phantom_cases(profile: Profile, first_seed: int) -> tuple[list[Case], Path]:
     """Generate the profile's phantom patients, write them (SynthRAD layout) and read them back."""
-    from .phantom import make_cases, write_synthrad
+    from ctmri.data.phantom import make_cases, write_synthrad
 
     d = profile.data
     raw = paths.raw_dir(profile.name)

@@ -11,10 +11,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import config as C
-from .processes import DDPM, VESDE, make_process
-from .provenance import atomic_path
-from .unet import Critic, UNet
+from ctmri import config as C
+from ctmri.diffusion.processes import DDPM, VESDE, make_process
+from ctmri.provenance import atomic_path
+from ctmri.models.unet import Critic, UNet
 
 FORMAT = "ctmri-checkpoint/1"
 DIFFUSION = ("ddpm", "vesde")
@@ -112,7 +112,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     net = build_model(method, profile)["net"]
     if method in DIFFUSION and state.get("ema") is None:
         raise ValueError(f"Checkpoint {path} of a {method} model holds no EMA weights; expected a checkpoint "
-                         f"written by ctmri.train (sampling uses the EMA weights).")
+                         f"written by ctmri.train.loop (sampling uses the EMA weights).")
     weights = state["ema"] if method in DIFFUSION else state["nets"]["net"]
     net.load_state_dict(weights)
     net.to(device).eval()

@@ -15,9 +15,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from . import paths, rng
-from .config import Profile, get_profile
-from .samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, record_every
+from ctmri import paths
+from ctmri import rng
+from ctmri.config import Profile, get_profile
+from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, record_every
 
 ONE_PASS = ("cnn", "wgan")
 ALL_SAMPLERS = (*SAMPLERS, *ONE_PASS)
@@ -159,8 +160,9 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                 steps: Optional[int] = None, device=None, progress: bool = True,
                 max_slices: Optional[int] = None) -> Path:
     """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz."""
-    from . import checkpoints, prepare
-    from .provenance import provenance, save_npz
+    from ctmri.models import checkpoints
+    from ctmri.data import prepare
+    from ctmri.provenance import provenance, save_npz
 
     prof = get_profile(profile)
     method = sampler_method(sampler)

@@ -20,12 +20,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from . import config as C
-from . import paths
-from .checkpoints import DIFFUSION, build_model, load_checkpoint, plain, save_checkpoint
-from .processes import make_process
-from .provenance import provenance
-from .train_steps import Batches, StepContext, seed_of, train_step
+from ctmri import config as C
+from ctmri import paths
+from ctmri.models.checkpoints import DIFFUSION, build_model, load_checkpoint, plain, save_checkpoint
+from ctmri.diffusion.processes import make_process
+from ctmri.provenance import provenance
+from ctmri.train.steps import Batches, StepContext, seed_of, train_step
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def load_training_data(profile: C.Profile, dataset: Any = None) -> tuple[torch.T
         if not split.exists():
             raise FileNotFoundError(f"No processed training data for profile {profile.name!r} at {split}; run "
                                     f"`make data PROFILE={profile.name}` (notebook 00_prepare_data) first.")
-        from .prepare import load_split
+        from ctmri.data.prepare import load_split
         dataset = load_split(profile.name, "train")
     cond, target = dataset if isinstance(dataset, (tuple, list)) else (dataset.cond, dataset.target)
     cond, target = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (cond, target))
@@ -280,7 +280,7 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
         stopped_by = "max_epochs"
     digest = weights_digest(raw["net"])
     if info.world > 1:
-        print(f"[ctmri.train] rank {info.rank}/{info.world} weights sha256 {digest}", flush=True)
+        print(f"[ctmri.train.loop] rank {info.rank}/{info.world} weights sha256 {digest}", flush=True)
         dist.barrier()
     done = step - start_step
     return {"method": method, "profile": p.name, "checkpoint": str(ckpt_path), "loss_log": str(log.path),
@@ -291,8 +291,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ctmri.train --profile P --method M [--steps N] [--fresh]` (also under torchrun)."""
-    ap = argparse.ArgumentParser(prog="python -m ctmri.train", description=__doc__)
+    """`python -m ctmri.train.loop --profile P --method M [--steps N] [--fresh]` (also under torchrun)."""
+    ap = argparse.ArgumentParser(prog="python -m ctmri.train.loop", description=__doc__)
     ap.add_argument("--profile", default="smoke", help="smoke | cpu | gpu | paper")
     ap.add_argument("--method", required=True, help="ddpm | vesde | cnn | wgan")
     ap.add_argument("--steps", type=int, default=0, help="total optimiser steps (0: the profile's budget)")
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(a.profile, a.method, steps=a.steps or None, resume=not a.fresh, device=a.device,
                        progress=not a.no_progress)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"ctmri.train: {err}", file=sys.stderr)
+        print(f"ctmri.train.loop: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1))

@@ -11,8 +11,8 @@ import re
 import torch
 from torch import nn
 
-from .processes import DDPM, VESDE, _bcast
-from .rng import GeneratorArg, randn
+from ctmri.diffusion.processes import DDPM, VESDE, _bcast
+from ctmri.rng import GeneratorArg, randn
 
 
 def _device(generator: GeneratorArg) -> torch.device:

@@ -1,0 +1,1 @@
+"""The maths of the generative processes: forward processes, losses, samplers."""

@@ -1,0 +1,1 @@
+"""The study's figures and the interactive explorer."""

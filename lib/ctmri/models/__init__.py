@@ -1,0 +1,1 @@
+"""Networks, building them from a profile, and their checkpoints."""

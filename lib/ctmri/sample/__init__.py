@@ -1,0 +1,1 @@
+"""Monte-Carlo sampling of trained models."""
