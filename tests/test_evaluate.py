@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from ctmri import paths
-from ctmri.evaluate.tables import check_claims, evaluate, load_samples, summarise
+from ctmri.evaluate.tables import check_claims, evaluate, summarise
 from ctmri.figures.study import FIGURES, make_all_figures
 from ctmri.provenance import save_npz
+from ctmri.sample.store import load_samples, save_samples
 
 ALL = ("cnn", "wgan", "ddpm", "ode", "em", "pc", "ddim", "dpm++2m", "heun")
 # (bias, MC noise, seconds per sample, NFE): ODE worst and fastest, PC slowest, EM / PC least uncertain
@@ -51,8 +52,8 @@ def write_fake(profile: str, sampler: str, k: int, seed: int = 0) -> Path:
     frames = 5
     traj = np.stack([samples[0, 0] + (1 - f / (frames - 1)) * 3 * rng.standard_normal((1, H, H))
                      for f in range(frames)])
-    return save_npz(
-        paths.samples_path(profile, sampler), samples=samples, mean=samples.mean(1),
+    return save_samples(
+        profile, sampler, samples=samples, mean=samples.mean(1),
         std=samples.std(1) if k > 1 else np.zeros_like(samples[:, 0]), target=np.asarray(cts, np.float32)[:, None],
         cond=np.asarray(mrs, np.float32)[:, None], mask=np.asarray(masks), patient=np.repeat(PATIENTS, SLICES),
         slice_index=np.tile(np.arange(SLICES), len(PATIENTS)), seeds=np.zeros((n, k), np.int64),

@@ -1,6 +1,6 @@
 """Evaluation stage (03_evaluate): per-slice / per-patient metrics of every sampler, summary tables, the study's claims.
 
-Reads every `runs/<profile>/samples/<sampler>.npz` present (contract in docs/ARCHITECTURE.md) and writes
+Reads every `runs/<profile>/samples/<sampler>.npz` present (`ctmri.sample.store`) and writes
 into `runs/<profile>/`:
 - `metrics.csv`     one row per sampler / variant / test slice: the study's SSIM, PSNR ([0, 1] scale),
                     SynthRAD2023 MAE / PSNR / SSIM in HU inside the body mask, bone Dice, time, NFE;
@@ -24,6 +24,7 @@ import pandas as pd
 
 from ctmri.evaluate import metrics as M
 from ctmri.paths import run_dir, samples_path
+from ctmri.sample.store import load_samples, sample_files
 from ctmri.data.prepare import model_to_hu
 from ctmri.provenance import atomic_path, provenance, write_json
 
@@ -36,53 +37,11 @@ NAMES = {"cnn": "CNN", "wgan": "WGAN-GP", "ddpm": "DDPM", "ode": "ODE", "em": "E
 QUALITY = ("paper_ssim", "paper_psnr", "mae", "psnr", "ssim", "bone_dice")
 UNCERTAINTY = ("uncertainty", "uncertainty_hu", "spearman", "ause_hu")
 SIMILAR_TIME_FACTOR = 1.5   # C3: "similar time" = slower / faster <= 1.5
-REQUIRED = ("samples", "mean", "std", "target", "mask", "patient", "slice_index", "seconds_per_sample", "nfe")
 
 
 def label(sampler: str, mc_mean: bool = False) -> str:
     """Display label of a sampler ("DDPM"), with "-M" for the MC mean as in the study ("DDPM-M")."""
     return NAMES.get(sampler, sampler) + ("-M" if mc_mean else "")
-
-
-def sample_files(profile: str) -> dict[str, Path]:
-    """Every samples npz of a profile, keyed by sampler, in the study's order (baselines, study's four, fast ones)."""
-    folder = samples_path(profile, "_").parent
-    found = {p.stem: p for p in folder.glob("*.npz")} if folder.is_dir() else {}
-    rank = {s: i for i, s in enumerate(ORDER)}
-    return {s: found[s] for s in sorted(found, key=lambda s: (rank.get(s, len(rank)), s))}
-
-
-def load_samples(path: str | Path) -> dict[str, Any]:
-    """Load one `<sampler>.npz` and check it against the samples contract (clear error naming the file)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"Cannot read samples file {path}: {exc}") from exc
-    missing = [k for k in REQUIRED if k not in d]
-    if missing:
-        raise ValueError(f"Samples file {path} lacks {', '.join(missing)}; expected the contract in "
-                         "docs/ARCHITECTURE.md.")
-    s = d["samples"]
-    if s.ndim != 5 or s.shape[2] != 1:
-        raise ValueError(f"{path}: samples has shape {s.shape}; expected (N, K, 1, H, W).")
-    n, _, _, h, w = s.shape
-    for key, shape in (("mean", (n, 1, h, w)), ("std", (n, 1, h, w)), ("target", (n, 1, h, w)), ("mask", (n, h, w)),
-                       ("patient", (n,)), ("slice_index", (n,))):
-        if d[key].shape != shape:
-            raise ValueError(f"{path}: {key} has shape {d[key].shape}; expected {shape}.")
-    for key in ("samples", "mean", "std", "target"):
-        if not np.all(np.isfinite(d[key])):
-            raise ValueError(f"{path}: {key} contains NaN or inf; expected finite values.")
-    d["name"] = path.stem
-    d["K"] = int(s.shape[1])
-    d["direction"] = str(d.get("direction", "mr2ct"))
-    d["seconds_per_sample"] = float(np.mean(d["seconds_per_sample"]))
-    d["nfe"] = float(np.mean(d["nfe"]))
-    d["mask"] = d["mask"].astype(bool)
-    d["patient"] = d["patient"].astype(str)
-    return d
 
 
 def hu_scale() -> float:
@@ -388,7 +347,7 @@ def _commit_of(d: dict[str, Any]) -> str:
 
 def evaluate(profile: str) -> dict[str, Path]:
     """Run the evaluation stage on every samples file of `profile`; return the paths written."""
-    files = sample_files(profile)
+    files = sample_files(profile, ORDER)
     if not files:
         raise FileNotFoundError(f"No samples in {samples_path(profile, '*')}; run the sampling stage (02_sample) "
                                 "first.")

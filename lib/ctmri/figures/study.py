@@ -26,10 +26,11 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from ctmri.evaluate import metrics as M  # noqa: E402
-from ctmri.evaluate.tables import STUDY_SAMPLERS, hu_scale, label, load_samples, sample_files, variants  # noqa: E402
+from ctmri.evaluate.tables import ORDER, STUDY_SAMPLERS, hu_scale, label, variants  # noqa: E402
 from ctmri.paths import figures_dir, run_dir  # noqa: E402
 from ctmri.data.prepare import model_to_hu  # noqa: E402
 from ctmri.provenance import atomic_path  # noqa: E402
+from ctmri.sample.store import load_samples, sample_files  # noqa: E402
 
 COLORS = {"cnn": "#999999", "wgan": "#000000", "ddpm": "#E69F00", "ode": "#56B4E9", "em": "#009E73",
           "pc": "#CC79A7", "ddim": "#D55E00", "dpm++2m": "#0072B2", "heun": "#F0E442"}   # Okabe-Ito
@@ -71,7 +72,7 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def load(profile: str, samplers: tuple[str, ...] | None = None, mc: bool = False) -> dict[str, dict[str, Any]]:
     """Samples of `samplers` (all when None) that exist, with K > 1 when `mc`; MissingInput when none."""
-    files = {s: p for s, p in sample_files(profile).items() if samplers is None or s in samplers}
+    files = {s: p for s, p in sample_files(profile, ORDER).items() if samplers is None or s in samplers}
     data = {s: load_samples(p) for s, p in files.items()}
     data = {s: d for s, d in data.items() if d["K"] > 1 or not mc}
     if not data:
