@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ctmri import paths
-from ctmri.evaluate.tables import check_claims, evaluate, summarise
+from ctmri.evaluate.claims import check_claims
+from ctmri.evaluate.tables import evaluate, summarise
 from ctmri.figures.study import FIGURES, make_all_figures
 from ctmri.provenance import save_npz
 from ctmri.sample.store import load_samples, save_samples

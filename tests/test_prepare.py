@@ -11,8 +11,8 @@ import torch
 from ctmri import paths
 from ctmri.data.readers import DataError, read_synthrad
 from ctmri.data.phantom import make_case, make_cases, write_synthrad
-from ctmri.data.prepare import (SliceSet, body_mask_from_mr, hu_to_model, load_split, model_to_hu, normalise_mr,
-                           prepare_dataset, select_slices, split_patients)
+from ctmri.data.intensity import hu_to_model, model_to_hu, normalise_mr
+from ctmri.data.prepare import SliceSet, body_mask_from_mr, load_split, prepare_dataset, select_slices, split_patients
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Provenance (git commit, profile, package versions) and atomic writes of every artifact."""
+"""Provenance (git commit, profile, package versions) and atomic writes of every artifact (JSON, npz, figures)."""
 from __future__ import annotations
 
 import contextlib
@@ -82,3 +82,20 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
     return Path(path)
+
+
+def save_figure(fig: Any, stem: str | os.PathLike, dpi: float | None = None, close: bool = False) -> Path:
+    """Atomically save a matplotlib figure as <stem>.png and <stem>.pdf (tight bounding box); return the PNG path.
+
+    dpi: None takes rcParams["savefig.dpi"] (the style in force). close: close the figure afterwards
+    (scripts; a notebook that still shows the figure keeps it open).
+    """
+    stem = Path(stem)
+    for ext in ("pdf", "png"):
+        with atomic_path(stem.with_name(f"{stem.name}.{ext}")) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return stem.with_name(f"{stem.name}.png")

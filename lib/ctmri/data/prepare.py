@@ -1,4 +1,4 @@
-"""Data preparation (ARCHITECTURE.md, processed-data contract): model space, body mask, slices, patient split."""
+"""Data preparation (docs/ARCHITECTURE.md, processed-data contract): body mask, slices, patient split, `load_split`."""
 from __future__ import annotations
 
 import os
@@ -12,36 +12,11 @@ import numpy as np
 
 from ctmri import paths
 from ctmri.config import DIRECTIONS, Profile, get_profile
+from ctmri.data.intensity import HU_MAX, HU_MIN, hu_to_model, model_to_hu, normalise_mr  # noqa: F401 - re-exported
 from ctmri.data.readers import Case, DataError, read_dataset, read_synthrad
 from ctmri.provenance import provenance, save_npz, write_json
 
-HU_MIN, HU_MAX = -1024.0, 3000.0
-MR_PERCENTILES = (0.5, 99.5)
 SPLITS = ("train", "test")
-
-
-# ----------------------------------------------------------------------------------------------- model space
-
-def hu_to_model(hu):
-    """CT HU → model space: clip to [-1024, 3000], map linearly to [-1, 1] (numpy or torch)."""
-    hu = hu if hasattr(hu, "clip") else np.asarray(hu, dtype=np.float32)
-    return (hu.clip(HU_MIN, HU_MAX) - HU_MIN) * (2.0 / (HU_MAX - HU_MIN)) - 1.0
-
-
-def model_to_hu(x):
-    """Model space → CT HU, the inverse of `hu_to_model` on [-1, 1] (not clipped)."""
-    x = x if hasattr(x, "clip") else np.asarray(x, dtype=np.float32)
-    return (x + 1.0) * ((HU_MAX - HU_MIN) / 2.0) + HU_MIN
-
-
-def normalise_mr(mr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """MR → model space: 0.5 / 99.5 percentiles inside the body mapped to [-1, 1], then clipped."""
-    mr = np.asarray(mr, dtype=np.float32)
-    inside = mr[mask] if mask is not None and np.any(mask) else mr.ravel()
-    lo, hi = np.percentile(inside, MR_PERCENTILES)
-    if not hi > lo:
-        raise DataError(f"MR intensities inside the body are constant ({lo:g}); expected an image with contrast.")
-    return np.clip((mr - lo) * (2.0 / (hi - lo)) - 1.0, -1.0, 1.0).astype(np.float32)
 
 
 def check_direction(direction: str) -> str:

@@ -1,13 +1,12 @@
 """Figure of prepared data pairs (MR, CT, body mask) for 00_prepare_data."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ctmri.data.prepare import SliceSet, model_to_hu
+from ctmri.data.intensity import model_to_hu
+from ctmri.data.prepare import SliceSet
 
 
 def plot_pairs(slices: SliceSet, indices: Sequence[int] | None = None, n: int = 4, ct_window: tuple = (-400, 1200)):
@@ -30,13 +29,3 @@ def plot_pairs(slices: SliceSet, indices: Sequence[int] | None = None, n: int = 
                 ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, stem: str | os.PathLike, dpi: int = 130) -> list[Path]:
-    """Save `fig` as <stem>.png and <stem>.pdf (folders created)."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in out:
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return out

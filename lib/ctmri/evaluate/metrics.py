@@ -1,6 +1,6 @@
 """Image metrics on numpy arrays: the study's SSIM / PSNR, SynthRAD2023 metrics in HU, bone Dice, uncertainty.
 
-Conventions (see ../shared/ALGORITHMS.md, Metrics):
+Conventions (docs/ALGORITHMS.md, Metrics):
 - HU window [-1024, 3000] (data range 4024); the study's metrics scale that window to [0, 1].
 - SSIM / PSNR come from scikit-image (`structural_similarity`, `peak_signal_noise_ratio`).
 - SSIM window: skimage's default 7 needs every side >= 7; here `win_size = min(7, largest odd
@@ -19,8 +19,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-HU_MIN = -1024.0
-HU_MAX = 3000.0
+from ctmri.data.intensity import HU_MAX, HU_MIN
+
 HU_RANGE = HU_MAX - HU_MIN       # 4024
 SSIM_CROP = 3                    # SynthRAD2023: pixels cropped per side of the SSIM map and mask
 

@@ -26,10 +26,10 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from ctmri.evaluate import metrics as M  # noqa: E402
-from ctmri.evaluate.tables import ORDER, STUDY_SAMPLERS, hu_scale, label, variants  # noqa: E402
+from ctmri.evaluate.methods import ORDER, STUDY_SAMPLERS, label, variants  # noqa: E402
 from ctmri.paths import figures_dir, run_dir  # noqa: E402
-from ctmri.data.prepare import model_to_hu  # noqa: E402
-from ctmri.provenance import atomic_path  # noqa: E402
+from ctmri.data.intensity import model_to_hu, std_to_hu  # noqa: E402
+from ctmri.provenance import save_figure  # noqa: E402
 from ctmri.sample.store import load_samples, sample_files  # noqa: E402
 
 COLORS = {"cnn": "#999999", "wgan": "#000000", "ddpm": "#E69F00", "ode": "#56B4E9", "em": "#009E73",
@@ -57,12 +57,7 @@ def color(sampler: str) -> str:
 
 def save(fig: plt.Figure, profile: str, name: str) -> Path:
     """Save `fig` as figures/<profile>/<name>.png and .pdf (atomic writes) and close it."""
-    out = figures_dir(profile)
-    for ext in ("pdf", "png"):
-        with atomic_path(out / f"{name}.{ext}") as tmp:
-            fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    return out / f"{name}.png"
+    return save_figure(fig, figures_dir(profile) / name, close=True)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -361,12 +356,11 @@ def fig_quality_vs_nfe(profile: str) -> Path:
 def fig_sparsification(profile: str, n: int = 20) -> Path:
     """Beyond the study: sparsification curves (remove body pixels by MC std vs by true error), AUSE in legend."""
     data = load(profile, mc=True)
-    scale = hu_scale()
     with style():
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
         for s, d in data.items():
-            std = d["std"][:, 0] * scale
-            err = np.abs(d["mean"][:, 0] - d["target"][:, 0]) * scale
+            std = std_to_hu(d["std"][:, 0])
+            err = std_to_hu(np.abs(d["mean"][:, 0] - d["target"][:, 0]))
             f, curve, oracle = M.sparsification(std, err, d["mask"], n)
             area = float(np.trapezoid(curve - oracle, f))
             ax.plot(f, curve, color=color(s), label=f"{label(s, True)} (AUSE {area:.1f} HU)")

@@ -1,0 +1,68 @@
+"""The evaluation stage's markdown reports: summary.md (tables of mean ± std) and claims.md (✓ / ✗ per claim)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _pm(mean: float, std: float, digits: int) -> str:
+    if not np.isfinite(mean):
+        return "–" if np.isnan(mean) else f"{mean}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if np.isfinite(std) else f"{mean:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def summary_markdown(profile: str, summary: pd.DataFrame, patients: pd.DataFrame, prov: dict) -> str:
+    """summary.md: the per-slice table (mean ± std) and the per-patient 3-D SynthRAD2023 table."""
+    cols = [("paper_ssim", "SSIM [0,1]", 3), ("paper_psnr", "PSNR [0,1] (dB)", 2), ("mae", "MAE (HU)", 1),
+            ("psnr", "PSNR HU (dB)", 2), ("ssim", "SSIM HU", 3), ("bone_dice", "bone Dice", 3),
+            ("uncertainty", "uncertainty [0,1]", 4), ("spearman", "Spearman ρ", 3), ("ause_hu", "AUSE (HU)", 1)]
+    rows = [[r.label, str(int(r.K)), str(int(r.n_slices))] + [_pm(getattr(r, f"{c}_mean"), getattr(r, f"{c}_std"), d)
+                                                            for c, _, d in cols]
+            + [f"{r.seconds_per_sample:.3g}", f"{r.nfe:.0f}"] for r in summary.itertuples()]
+    text = [f"# Summary: profile `{profile}`", "",
+            "Per test slice, mean ± std over slices. *SSIM / PSNR [0,1]*: the study's metrics on CT with the HU "
+            "window [−1024, 3000] scaled to [0, 1], whole image. *MAE, PSNR HU, SSIM HU*: SynthRAD2023 protocol "
+            "inside the body mask (clip to [−1024, 3000], data range 4024). Bone Dice: CT > 200 HU (1 when "
+            "neither image has bone). *-M*: mean of the K "
+            "Monte-Carlo samples; uncertainty = mean MC std inside the body on the [0, 1] scale; Spearman ρ and "
+            "AUSE compare the std map with |error| of the MC mean. Seconds and NFE are per sample (an -M estimate "
+            "costs K samples).", "",
+            markdown_table(["method", "K", "slices"] + [c[1] for c in cols] + ["s / sample", "NFE"], rows)]
+    if len(patients):
+        p = patients.groupby("label", sort=False).agg(n=("patient", "size"), mae=("mae", "mean"),
+                                                       psnr=("psnr", "mean"), ssim=("ssim", "mean"),
+                                                       dice=("bone_dice", "mean"))
+        p = p.reindex([lab for lab in summary["label"] if lab in p.index])
+        prow = [[lab, str(int(r.n)), f"{r.mae:.1f}", f"{r.psnr:.2f}", "–" if np.isnan(r.ssim) else f"{r.ssim:.3f}",
+                 f"{r.dice:.3f}"] for lab, r in p.iterrows()]
+        text += ["", "## Per patient (3-D, SynthRAD2023)", "",
+                 "Each patient's test slices stacked in slice order; mean over patients. SSIM needs ≥ 3 slices "
+                 "(– otherwise); the SSIM window is min(7, smallest side rounded down to odd).", "",
+                 markdown_table(["method", "patients", "MAE (HU)", "PSNR (dB)", "SSIM", "bone Dice"], prow)]
+    text += ["", f"_git {prov['git_commit']}, created {prov['created']}._", ""]
+    return "\n".join(text)
+
+
+SYMBOL = {"pass": "✓", "fail": "✗"}
+
+
+def claims_markdown(profile: str, claims: list[dict], prov: dict) -> str:
+    """claims.md: one table row per claim (✓ / ✗ / not evaluated) with the criterion and the numbers."""
+    rows = []
+    for c in claims:
+        result = SYMBOL.get(c["status"]) or f"not evaluated (missing samplers: {', '.join(c['missing'])})"
+        rows.append([c["id"], result, c["study"], c["criterion"], c["measured"] or "–"])
+    return "\n".join([
+        f"# The study's claims, checked automatically: profile `{profile}`", "",
+        "Quality is the study's metric (SSIM / PSNR on CT with the HU window [−1024, 3000] scaled to [0, 1]), "
+        "mean over test slices; X-M is the mean of the K Monte-Carlo samples of sampler X. A ✗ is a finding "
+        "about this run, not a bug.", "",
+        markdown_table(["claim", "result", "the study says", "checked as", "measured"], rows), "",
+        f"_Samplers evaluated: {', '.join(prov.get('samplers', []))}; git {prov['git_commit']}, "
+        f"created {prov['created']}._", ""])
