@@ -1,4 +1,4 @@
-"""Readers of real data (DESIGN.md, "Real data a user brings"): DICOM series, Gold Atlas, SynthRAD2023, bad input."""
+"""Readers of real data (data/README.md, "Bringing real data"): DICOM series, Gold Atlas, SynthRAD2023, bad input."""
 from __future__ import annotations
 
 import re

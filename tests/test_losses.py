@@ -18,7 +18,7 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-MU, S = 0.3, 0.2  # x0 ~ N(MU, S^2): the exact eps / score is known (ALGORITHMS.md)
+MU, S = 0.3, 0.2  # x0 ~ N(MU, S^2): the exact eps / score is known (docs/ALGORITHMS.md)
 
 
 def gaussian_batch(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The pelvis phantom (DESIGN.md, "The phantom"): determinism, tissue values, the air/bone ambiguity."""
+"""The pelvis phantom (data/README.md, "The phantom"): determinism, tissue values, the air/bone ambiguity."""
 from __future__ import annotations
 
 import numpy as np

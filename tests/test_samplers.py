@@ -1,6 +1,6 @@
 """Analytic proofs of the samplers: Gaussian data x0 ~ N(mu(y), s^2 I) with the exact eps / score.
 
-ALGORITHMS.md "Exact models for Gaussian data": for the DDPM process
+docs/ALGORITHMS.md "Exact models for Gaussian data": for the DDPM process
 eps*(x_t, t) = sqrt(1 - abar_t)(x_t - sqrt(abar_t) mu) / (abar_t s^2 + 1 - abar_t); for the VE-SDE
 s*(x, t) = -(x - mu) / (s^2 + std(t)^2). Every pixel is an independent 1-D problem, so one run on
 B x 32 x 32 pixels gives n = 16384 independent draws.

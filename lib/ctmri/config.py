@@ -138,7 +138,7 @@ CPU = Profile(
     # base 24 (1.46 M parameters): 0.29 s per training step of 16 images here, vs 0.44 s at base 32.
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1),
     # Min-SNR-5 is a declared deviation from the study's plain eps loss: on this machine it
-    # reaches the same error ~1.5x sooner (DESIGN.md sizing facts); the paper profile keeps "eps".
+    # reaches the same error ~1.5x sooner (measured on the 2-core CPU); the paper profile keeps "eps".
     train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=3000, baseline_steps=1000, n_critic=2,
                       ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20),
     # 12 test slices x 10 MC replicates; step counts below the study's 1000 to fit ~10 min of sampling.

@@ -1,4 +1,4 @@
-"""Paired 3-D T2w-MRI / CT male pelvis phantom, one seed = one patient (DESIGN.md, "The phantom").
+"""Paired 3-D T2w-MRI / CT male pelvis phantom, one seed = one patient (data/README.md, "The phantom").
 
 Every slice is painted as a tissue label map on a grid `ss`× finer in-plane (ellipses and
 super-ellipses evaluated in mm inside their bounding boxes), then each tissue's fraction per
@@ -26,7 +26,7 @@ LABELS = {"air": AIR, "rectal_gas": GAS, "fat": FAT, "muscle": MUSCLE, "skin": S
 N_LABELS = len(LABELS)
 _TMP = 250  # scratch label while painting rings
 
-# DESIGN.md table: CT (HU) and T2w (relative) per tissue as (low, high) ranges drawn once per patient.
+# data/README.md table: CT (HU) and T2w (relative) per tissue as (low, high) ranges drawn once per patient.
 TISSUE_HU = {AIR: (-1000, -1000), GAS: (-1000, -1000), FAT: (-110, -90), MUSCLE: (32, 48), SKIN: (40, 40),
              RECTAL_WALL: (40, 40), URINE: (2, 8), PROSTATE: (40, 40), PERIPHERAL_ZONE: (40, 40),
              MARROW: (250, 350), CORTICAL: (1000, 1500)}

@@ -1,4 +1,4 @@
-"""`Case` volumes and the readers of real data: SynthRAD2023 (NIfTI / .mha) and Gold Atlas DICOM (DESIGN.md)."""
+"""`Case` volumes and the readers of real data: SynthRAD2023 (NIfTI / .mha) and Gold Atlas DICOM (data/README.md)."""
 from __future__ import annotations
 
 import os
