@@ -1,8 +1,15 @@
-"""`ctmri prepare|train|sample|evaluate|figures`: the notebooks' stages from the command line."""
+"""`ctmri prepare|train|sample|evaluate|figures|synthesize`: the notebooks' stages, and the sCT tool, from the shell.
+
+Every stage prints where its outputs go (`--root`, default $CTMRI_ROOT or the repository) and
+answers bad input with one sentence on stderr and exit status 2, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from ctmri import __version__
 
 
 def _prepare(a: argparse.Namespace) -> None:
@@ -16,14 +23,19 @@ def _prepare(a: argparse.Namespace) -> None:
 def _train(a: argparse.Namespace) -> None:
     from ctmri.train.loop import train
 
-    result = train(a.profile, a.method, steps=a.steps or None, resume=not a.fresh)
-    print(result)
+    result = train(a.profile, a.method, steps=a.steps, resume=not a.fresh)
+    if result["steps_this_run"] == 0:
+        print(f"{a.method} ({a.profile}) is already trained: {result['checkpoint']} holds step {result['step']}; "
+              "pass --fresh to retrain.")
+        return
+    print(f"Trained {a.method} ({a.profile}) to step {result['step']} in {result['seconds']:.1f} s: "
+          f"{result['checkpoint']}")
 
 
 def _sample(a: argparse.Namespace) -> None:
     from ctmri.sample.mc import run_sampler
 
-    path = run_sampler(a.profile, a.sampler, mc_samples=a.mc_samples or None, steps=a.steps or None)
+    path = run_sampler(a.profile, a.sampler, mc_samples=a.mc_samples, steps=a.steps)
     print(f"Wrote {path}")
 
 
@@ -35,19 +47,59 @@ def _evaluate(a: argparse.Namespace) -> None:
 
 
 def _figures(a: argparse.Namespace) -> None:
+    from ctmri import paths
     from ctmri.figures.study import make_all_figures
 
-    for path in make_all_figures(a.profile):
+    made = make_all_figures(a.profile)
+    if not made:
+        raise FileNotFoundError(f"Nothing to plot for profile {a.profile!r}: no samples or summary under "
+                                f"{paths.run_dir(a.profile)}; run `ctmri sample` and `ctmri evaluate` first.")
+    for path in made:
         print(path)
 
 
+def _synthesize(a: argparse.Namespace) -> None:
+    from ctmri.sample.synthesize import DEFAULT_SAMPLER, synthesize
+
+    rec = synthesize(a.input, a.out or None, checkpoint=a.checkpoint or None,
+                     profile=None if a.checkpoint and not a.profile_given else a.profile,
+                     sampler=a.sampler or DEFAULT_SAMPLER, mc_samples=a.mc, steps=a.steps, mask=a.mask or None,
+                     dicom=a.dicom, device=a.device or None, overwrite=a.overwrite, direction=a.direction or None,
+                     progress=not a.no_progress)
+    files = ", ".join(rec["files"].values())
+    print(f"Wrote {files} to {rec['out']} ({rec['slices']} slices × {rec['mc_samples']} MC, {rec['sampler']}, "
+          f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1 (0 used to mean "the default" silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; give at least 1 (leave the option out for the "
+                                         "profile's default)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`ctmri train: --steps: 0 is not allowed; ...`) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message}.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ctmri", description="MRI to CT with diffusion and score-matching models.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="ctmri", description="MRI to CT with diffusion and score-matching models.")
+    p.add_argument("--version", action="version", version=f"ctmri {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def cmd(name: str, fn, help: str) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help)
-        s.add_argument("--profile", default="smoke", help="smoke | cpu | gpu | paper (default: smoke)")
+        s.add_argument("--profile", default=None, help="smoke | cpu | gpu | paper (default: smoke)")
+        s.add_argument("--root", default=None, help="where data/, runs/, figures/ go (default: $CTMRI_ROOT, "
+                                                     "else the repository)")
         s.set_defaults(fn=fn)
         return s
 
@@ -59,25 +111,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = cmd("train", _train, "train one method")
     s.add_argument("--method", required=True, help="ddpm | vesde | cnn | wgan")
-    s.add_argument("--steps", type=int, default=0, help="optimiser steps (default: the profile's budget)")
-    s.add_argument("--fresh", action="store_true", help="ignore an interrupted run's checkpoint")
+    s.add_argument("--steps", type=_positive, default=None, help="optimiser steps (default: the profile's budget)")
+    s.add_argument("--fresh", action="store_true", help="retrain from scratch, ignoring an existing checkpoint")
 
     s = cmd("sample", _sample, "Monte-Carlo sample the test split with one sampler")
     s.add_argument("--sampler", required=True, help="ddpm ddim dpm++2m em pc ode heun cnn wgan")
-    s.add_argument("--steps", type=int, default=0, help="sampler steps (default: the profile's)")
-    s.add_argument("--mc-samples", type=int, default=0, help="MC replicates per slice (default: the profile's)")
+    s.add_argument("--steps", type=_positive, default=None, help="sampler steps (default: the profile's)")
+    s.add_argument("--mc-samples", type=_positive, default=None, help="MC replicates per slice (default: the profile's)")
 
     cmd("evaluate", _evaluate, "metrics, summary and claims tables")
     cmd("figures", _figures, "the study's figures")
+
+    s = cmd("synthesize", _synthesize, "whole MR volume → synthetic CT (NIfTI, optional DICOM) with its MC std")
+    s.add_argument("--input", required=True, help="MR volume: .nii.gz / .nii, .mha (SimpleITK) or a DICOM series "
+                                                  "folder (a CT in HU with a ct2mr checkpoint)")
+    s.add_argument("--out", default="", help="output folder (default: <root>/synthetic/<input name>)")
+    s.add_argument("--checkpoint", default="", help="a .pt file (default: runs/<profile>/checkpoints/<method>.pt)")
+    s.add_argument("--sampler", default="", help="ddpm ddim dpm++2m em pc ode heun cnn wgan "
+                                                 "(default: synthesize.DEFAULT_SAMPLER)")
+    s.add_argument("--mc", type=_positive, default=None, help="MC replicates per slice (default: the profile's)")
+    s.add_argument("--steps", type=_positive, default=None, help="sampler steps (default: the profile's)")
+    s.add_argument("--mask", default="", help="body mask volume on the input's grid (default: from the input)")
+    s.add_argument("--dicom", action="store_true", help="also write a DICOM series (one file per slice) in dicom/")
+    s.add_argument("--device", default="", help="cpu | cuda | cuda:N (default: cuda when available)")
+    s.add_argument("--direction", default="", help="mr2ct | ct2mr: refuse a checkpoint of the other direction")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.profile_given = args.profile is not None
+    args.profile = args.profile or "smoke"
+    if args.root:
+        os.environ["CTMRI_ROOT"] = os.path.abspath(os.path.expanduser(args.root))
     try:
+        from ctmri import paths
+
+        root = paths.project_root()
+        if args.command != "synthesize":
+            paths.check_writable(root, "root")
+            print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", file=sys.stderr)
         args.fn(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"ctmri {args.command}: {err}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: missing / unwritable files, existing --out
+        message = " ".join(str(err).split())
+        print(f"ctmri {args.command}: {message}", file=sys.stderr)
         return 2
     return 0
 

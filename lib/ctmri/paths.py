@@ -41,3 +41,21 @@ def samples_path(profile: str, sampler: str) -> Path:
 
 def figures_dir(profile: str) -> Path:
     return project_root() / "figures" / profile
+
+
+def synthesis_dir(name: str) -> Path:
+    """Default output folder of `ctmri synthesize` for an input called `name`."""
+    return project_root() / "synthetic" / name
+
+
+def check_writable(folder: str | os.PathLike, what: str = "output") -> Path:
+    """`folder` (created if missing) accepts new files; else a PermissionError in one sentence naming it."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"The {what} folder {str(folder)!r} is not writable ({str(probe)!r} "
+                              f"{'is not a folder' if not probe.is_dir() else 'denies writing'}); choose another "
+                              "place (--root, CTMRI_ROOT or --out).")
+    return folder
