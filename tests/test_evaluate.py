@@ -20,6 +20,10 @@ ALL = ("cnn", "wgan", "ddpm", "ode", "em", "pc", "ddim", "dpm++2m", "heun")
 FAKE = {"cnn": (0.10, 0.10, 0.001, 1), "wgan": (0.09, 0.10, 0.001, 1), "ddpm": (0.02, 0.04, 1.0, 1000),
         "ode": (0.06, 0.08, 0.2, 150), "em": (0.06, 0.03, 1.1, 1000), "pc": (0.02, 0.03, 2.0, 1000),
         "ddim": (0.04, 0.05, 0.05, 50), "dpm++2m": (0.04, 0.05, 0.02, 20), "heun": (0.05, 0.04, 0.04, 39)}
+# Built so that every claim FAILS: the CNN almost perfect (C4), DDPM replicates identical so its mean
+# cannot beat one sample (C1), EM / PC the most uncertain (C2), ODE the slowest and best (C3, C5).
+FAILING = {"cnn": (0.0, 0.005, 0.001, 1), "wgan": (0.09, 0.10, 0.001, 1), "ddpm": (0.05, 0.0, 1.0, 1000),
+           "ode": (0.0, 0.01, 5.0, 150), "em": (0.06, 0.12, 1.1, 1000), "pc": (0.05, 0.12, 0.5, 1000)}
 H = 16
 PATIENTS = ("P1", "P2")
 SLICES = 3
@@ -37,10 +41,10 @@ def phantom(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return ct, mr, body
 
 
-def write_fake(profile: str, sampler: str, k: int, seed: int = 0) -> Path:
-    """A samples npz for `sampler` with K replicates: truth + a fixed bias field + MC noise."""
+def write_fake(profile: str, sampler: str, k: int, seed: int = 0, table: dict = FAKE) -> Path:
+    """A samples npz for `sampler` with K replicates: truth + a fixed bias field + MC noise (`table` sets them)."""
     rng = np.random.default_rng(seed + len(sampler))
-    bias, noise, seconds, nfe = FAKE[sampler]
+    bias, noise, seconds, nfe = table[sampler]
     cts, mrs, masks, samples = [], [], [], []
     for p in range(len(PATIENTS)):
         for s in range(SLICES):
@@ -100,6 +104,21 @@ def test_full_evaluation_writes_every_table_and_evaluates_every_claim(root: Path
     for cid in ("C1", "C2", "C3", "C4", "C5"):
         line = next(line for line in text.splitlines() if cid in line)
         assert "✓" in line and "not evaluated" not in line, line
+
+
+def test_full_evaluation_reports_failing_claims(root: Path) -> None:
+    """The same pipeline on data that contradicts the study: every claim must come out ✗, not ✓."""
+    for s in FAILING:
+        write_fake("neg", s, 1 if s in ("cnn", "wgan") else 4, table=FAILING)
+    out = evaluate("neg")
+    claims = json.loads(out["claims_json"].read_text())["claims"]
+    assert [c["status"] for c in claims] == ["fail"] * 5, claims
+    text = out["claims"].read_text()
+    for cid in ("C1", "C2", "C3", "C4", "C5"):
+        line = next(line for line in text.splitlines() if f"| {cid} |" in line)
+        assert "✗" in line and "✓" not in line, line
+    s = pd.read_csv(out["summary"]).set_index("label")
+    assert s.loc["CNN", "paper_ssim_mean"] > s.loc["DDPM-M", "paper_ssim_mean"]     # what C4 saw
 
 
 def test_subset_marks_claims_not_evaluated(root: Path) -> None:
