@@ -99,3 +99,14 @@ def save_figure(fig: Any, stem: str | os.PathLike, dpi: float | None = None, clo
 
         plt.close(fig)
     return stem.with_name(f"{stem.name}.png")
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (checkpoints, inputs): what an artifact records to name what it was made from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

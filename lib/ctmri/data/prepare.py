@@ -1,6 +1,7 @@
 """Data preparation (docs/ARCHITECTURE.md, processed-data contract): body mask, slices, patient split, `load_split`."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -53,14 +54,31 @@ def select_slices(mask: np.ndarray, n: int, min_fraction: float = 0.2) -> np.nda
     return np.unique(np.round(np.linspace(body[0], body[-1], n)).astype(int))
 
 
+def _square_pads(h: int, w: int) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """Side of the square an (n, h, w) stack is padded to, and the np.pad widths (centred)."""
+    side = max(h, w)
+    return side, ((0, 0), ((side - h) // 2, side - h - (side - h) // 2), ((side - w) // 2, side - w - (side - w) // 2))
+
+
+def unresample_slices(images: np.ndarray, shape_hw: Sequence[int]) -> np.ndarray:
+    """The inverse of `resample_slices`: (n, size, size) back to the (n, h, w) grid (resize, crop the padding)."""
+    from skimage.transform import resize
+
+    images = np.asarray(images, np.float32)
+    h, w = (int(v) for v in shape_hw)
+    side, pads = _square_pads(h, w)
+    out = resize(images, (images.shape[0], side, side), order=1, anti_aliasing=False, preserve_range=True,
+                 mode="edge").astype(np.float32)
+    return np.ascontiguousarray(out[:, pads[1][0]:pads[1][0] + h, pads[2][0]:pads[2][0] + w])
+
+
 def resample_slices(images: Sequence[np.ndarray], mask: np.ndarray, size: int, spacing_yx: Sequence[float],
                     fill: float = -1.0) -> tuple[list[np.ndarray], np.ndarray, tuple[float, float]]:
     """Pad (n, H, W) stacks to square with `fill`, resize in-plane to size² (anti-aliased; mask by threshold)."""
     from skimage.transform import resize
 
     n, h, w = mask.shape
-    side = max(h, w)
-    pads = ((0, 0), ((side - h) // 2, side - h - (side - h) // 2), ((side - w) // 2, side - w - (side - w) // 2))
+    side, pads = _square_pads(h, w)
     out = []
     for img in images:
         padded = np.pad(np.asarray(img, np.float32), pads, constant_values=fill)
@@ -73,7 +91,7 @@ def resample_slices(images: Sequence[np.ndarray], mask: np.ndarray, size: int, s
 
 def case_to_slices(case: Case, image_size: int, slices_per_patient: int) -> dict[str, np.ndarray]:
     """One case → its selected slices in model space, resampled: mr, ct, mask, slice_index, pixel_spacing."""
-    case.validate()
+    case.validate().check_intensities()
     mask = case.mask if case.mask is not None else body_mask_from_mr(case.mr)
     if not mask.any():
         raise DataError(f"Case {case.id!r}: the body mask is empty; expected a body in the MR volume.")
@@ -132,10 +150,13 @@ def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: 
     train_ids, test_ids = split_patients([c.id for c in cases], d.n_test_patients, split_seed)
     per_case = {c.id: case_to_slices(c, d.image_size, d.slices_per_patient) for c in cases}
     out = paths.processed_dir(profile.name)
-    files = {}
+    files, digests = {}, hashlib.sha256(direction.encode())
     for split, ids in (("train", train_ids), ("test", test_ids)):
         parts = [per_case[i] for i in ids]
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        for key in sorted(arrays):  # the digest of the content, unlike the npz bytes (zip timestamps)
+            digests.update(f"{split}/{key}/{arrays[key].dtype}/{arrays[key].shape}".encode())
+            digests.update(np.ascontiguousarray(arrays[key]).tobytes())
         files[split] = str(save_npz(out / f"{split}.npz", **arrays))
     manifest = {
         "profile": profile.name, "dataset": dataset, "source": str(source), "direction": direction,
@@ -145,7 +166,7 @@ def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: 
         "n_slices": {s: int(sum(len(per_case[i]["patient"]) for i in ids)) for s, ids in
                    (("train", train_ids), ("test", test_ids))},
         "volumes": {c.id: {"shape": list(c.shape), "spacing_mm": list(c.spacing)} for c in cases},
-        "files": files, "seconds": round(time.perf_counter() - start, 3),
+        "files": files, "digest": digests.hexdigest(), "seconds": round(time.perf_counter() - start, 3),
         "provenance": provenance(profile.name, stage="prepare", dataset=dataset, direction=direction),
     }
     write_json(out / "manifest.json", manifest)
@@ -188,6 +209,16 @@ def load_manifest(profile: str | Profile) -> dict:
         raise DataError(f"No prepared data for profile {name!r} ({path} is missing); run `make reproduce "
                         f"PROFILE={name}` or `ctmri prepare --profile {name}` first.")
     return json.loads(path.read_text())
+
+
+def data_identity(profile: str | Profile) -> dict[str, str]:
+    """What a stage records about the prepared data it used: {"data_digest", "direction"} from the manifest."""
+    from ctmri.provenance import file_digest
+
+    manifest = load_manifest(profile)
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    digest = manifest.get("digest") or file_digest(paths.processed_dir(name) / "manifest.json")  # older manifests
+    return {"data_digest": str(digest), "direction": str(manifest.get("direction", "mr2ct"))}
 
 
 def load_split(profile: str | Profile, split: str, direction: str | None = None) -> SliceSet:

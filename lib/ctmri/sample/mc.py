@@ -90,7 +90,8 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
 
     _sync(device)
     start = time.perf_counter()
-    for chunk in tqdm(chunks, desc=f"{sampler}", unit="chunk", disable=not progress):
+    bar = tqdm(total=len(pairs), desc=f"{sampler} ({n} slices × {k_rep})", unit="sample", disable=not progress)
+    for chunk in chunks:
         idx = torch.tensor([i for i, _ in chunk])
         y = cond_t[idx].to(device)
         if one_pass:
@@ -105,6 +106,8 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
         out = out.detach().float().cpu().numpy()
         for j, (i, k) in enumerate(chunk):
             samples[i, k] = out[j]
+        bar.update(len(chunk))
+    bar.close()
     _sync(device)
     seconds = time.perf_counter() - start
 
@@ -162,7 +165,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz."""
     from ctmri.models import checkpoints
     from ctmri.data import prepare
-    from ctmri.provenance import provenance, save_npz
+    from ctmri.provenance import file_digest, provenance, save_npz
 
     prof = get_profile(profile)
     method = sampler_method(sampler)
@@ -181,6 +184,13 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     loaded = checkpoints.load_model(ckpt, device)
     if loaded.method != method:
         raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
+    if loaded.profile != prof.name:
+        raise RuntimeError(f"Checkpoint {ckpt} was trained with profile {loaded.profile!r}, not {prof.name!r}.")
+    data_info, ckpt_prov = prepare.data_identity(prof.name), loaded.meta.get("provenance") or {}
+    for key in ("data_digest", "direction"):
+        if ckpt_prov.get(key) not in (None, data_info[key]):
+            raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
+                               f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
     sel = _select_slices(len(data), max_slices)
     cond, target = data.cond[sel], data.target[sel]
     trajectory_slices = [j for j, i in enumerate(sel) if i in set(prof.sample.trajectory_slices)] or [0]
@@ -199,6 +209,6 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
         out["std_hu"] = (res["std"][:, 0] * (prepare.HU_MAX - prepare.HU_MIN) / 2.0).astype(np.float32)
     prov = provenance(prof.name, sampler=sampler, method=method, steps=steps, mc_samples=mc_samples,
                       options=options, device=str(device), checkpoint=str(ckpt),
-                      checkpoint_step=loaded.meta.get("step"))
+                      checkpoint_step=loaded.meta.get("step"), checkpoint_digest=file_digest(ckpt), **data_info)
     out["provenance"] = np.array(json.dumps(prov, default=str))
     return save_npz(paths.samples_path(prof.name, sampler), **out)

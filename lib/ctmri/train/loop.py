@@ -25,6 +25,7 @@ from ctmri import paths
 from ctmri.models.checkpoints import DIFFUSION, build_model, load_checkpoint, plain, save_checkpoint
 from ctmri.diffusion.processes import make_process
 from ctmri.provenance import provenance
+from ctmri.data.prepare import data_identity
 from ctmri.train.steps import Batches, StepContext, seed_of, train_step
 
 
@@ -146,6 +147,15 @@ def _check_resumable(state: dict, profile: C.Profile, path: Path) -> None:
                            f"the profile asks for {now['data']['image_size']}; train afresh with resume=False.")
 
 
+def _check_same_data(state: dict, data_info: dict, path: Path, profile: str) -> None:
+    """Refuse to resume a checkpoint trained on other prepared data (or the other direction)."""
+    saved = state.get("provenance") or {}
+    for key in ("data_digest", "direction"):
+        if saved.get(key) not in (None, data_info[key]):
+            raise RuntimeError(f"Checkpoint {path} was trained on data with {key} {saved[key]!r}, but the prepared data "
+                               f"of profile {profile!r} has {data_info[key]!r}; retrain with `--fresh`.")
+
+
 def train(profile: str | C.Profile, method: str, *, steps: int | None = None, resume: bool = True,
           device: str | torch.device | None = None, progress: bool = True, dataset: Any = None,
           checkpoint: str | Path | None = None) -> dict[str, Any]:
@@ -174,6 +184,9 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
         state = load_checkpoint(ckpt_path, expect_method=method, expect_profile=p.name)
         _check_resumable(state, p, ckpt_path)
     cond, target = load_training_data(p, dataset)
+    data_info = {} if dataset is not None else data_identity(p.name)
+    if state is not None and data_info:
+        _check_same_data(state, data_info, ckpt_path, p.name)
     cuda = device.type == "cuda"
     batches = Batches(cond, target, cfg.batch_size, cfg.seed, info.rank, info.world, device, channels_last=cuda)
     use_rule = steps is None and cfg.epoch_rule
@@ -231,7 +244,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
             "train_state": {"seconds": seconds, "rule_history": history, "world_size": info.world,
                             "window": [{k: float(v) for k, v in r.items()} for r in window],
                             "epoch_losses": [float(v) for v in epoch_losses]},
-            "provenance": plain(provenance(p.name, method=method, device=str(device), world_size=info.world)),
+            "provenance": plain(provenance(p.name, method=method, device=str(device), world_size=info.world,
+                                           **data_info)),
         })
 
     bar = None
