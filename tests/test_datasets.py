@@ -234,3 +234,50 @@ def test_unknown_dataset_kind(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="needs a data folder"):
         read_dataset("synthrad", "")
     assert issubclass(DataError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------- issue 10: bad input
+
+def test_truncated_dicom_slice_is_named(tmp_path: Path) -> None:
+    write_series(tmp_path, "CT_small.dcm", "CTtoMR", 4, np.random.default_rng(3))
+    victim = sorted(tmp_path.iterdir())[1]
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[:raw.rfind(b"\xe0\x7f\x10\x00")])         # cut just before (7FE0,0010) PixelData
+    with pytest.raises(DataError, match=re.escape(victim.name) + r".*ends before its pixel data"):
+        read_dicom_series(tmp_path)
+    victim.write_bytes(raw[:len(raw) // 2])                           # cut inside the pixel data
+    with pytest.raises(DataError, match=re.escape(victim.name) + r".*truncated or corrupt"):
+        read_dicom_series(tmp_path)
+
+
+def test_missing_dicom_slice_is_a_gap_not_absorbed(tmp_path: Path) -> None:
+    write_series(tmp_path, "MR_small.dcm", "T2", 6, np.random.default_rng(4))
+    files = {float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]): f for f in tmp_path.iterdir()}
+    files[sorted(files)[3]].unlink()
+    with pytest.raises(DataError, match=r"has a gap: slices .* are 6 mm apart where the others are 3 mm; a slice "
+                                        r"file is missing"):
+        read_dicom_series(tmp_path)
+
+
+def test_two_d_nifti(tmp_path: Path) -> None:
+    import nibabel as nib
+    from ctmri.data.readers import read_volume
+
+    nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), str(tmp_path / "mr.nii.gz"))
+    with pytest.raises(DataError, match=r"mr\.nii\.gz' holds a 2-D array of shape \(8, 8\); expected a 3-D volume"):
+        read_volume(tmp_path / "mr.nii.gz")
+
+
+def _case(mr: np.ndarray, ct: np.ndarray) -> Case:
+    return Case("1PA042", mr.astype(np.float32), ct.astype(np.float32))
+
+
+def test_ct_not_in_hu_swapped_and_constant_mr_name_the_patient() -> None:
+    case = make_cases(1, (4, 24, 24), (5.0, 8.0, 8.0))[0]
+    with pytest.raises(DataError, match=r"'1PA042'.*CT.s darkest voxels .* at \+\d+, not near -1000.*Hounsfield"):
+        _case(case.mr, case.ct + 1024).check_intensities()          # air at +24: the raw stored values
+    with pytest.raises(DataError, match=r"'1PA042'.*MR and CT look swapped"):
+        _case(case.ct, case.mr).check_intensities()
+    with pytest.raises(DataError, match=r"'1PA042'.*MR volume is constant \(7\)"):
+        _case(np.full(case.mr.shape, 7.0), case.ct).check_intensities()
+    _case(case.mr, case.ct).check_intensities()

@@ -148,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["CTMRI_ROOT"] = os.path.abspath(os.path.expanduser(args.root))
     try:
         from ctmri import paths
+        from ctmri.config import get_profile
 
         root = paths.project_root()
+        get_profile(args.profile)
         if args.command != "synthesize":
             paths.check_writable(root, "root")
-            print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", file=sys.stderr)
+            print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
         args.fn(args)
     except (ValueError, OSError, RuntimeError) as err:  # OSError: missing / unwritable files, existing --out
         message = " ".join(str(err).split())

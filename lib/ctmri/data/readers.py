@@ -276,7 +276,8 @@ def read_synthrad_case(folder: str | os.PathLike, case_id: str | None = None) ->
     for stem in ("mr", "ct"):
         if files[stem] is None:
             raise DataError(f"Patient folder {str(folder)!r} has no {stem}.nii.gz (nor {stem}.nii / {stem}.mha); "
-                            "expected mr and ct files side by side (SynthRAD2023 layout).")
+                            "expected mr and ct files side by side (SynthRAD2023 layout); to convert an MR alone, "
+                            "use `ctmri synthesize --input <mr>`.")
     mr, spacing = read_volume(files["mr"])
     ct, _ = read_volume(files["ct"])
     mask = None
