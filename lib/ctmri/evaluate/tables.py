@@ -153,6 +153,21 @@ def _commit_of(d: dict[str, Any]) -> str:
         return "?"
 
 
+def check_same_data(profile: str, provs: dict[str, dict]) -> None:
+    """Refuse samples made from other prepared data (or the other direction) than the profile's, naming both."""
+    from ctmri import paths
+    from ctmri.data.prepare import data_identity
+
+    if not (paths.processed_dir(profile) / "manifest.json").exists():   # samples built without prepared data
+        return
+    current = data_identity(profile)
+    for name, prov in provs.items():
+        for key in ("data_digest", "direction"):
+            if prov.get(key) not in (None, current[key]):
+                raise RuntimeError(f"Samples {name!r} were made from data with {key} {prov[key]!r}, but the prepared data "
+                                   f"of profile {profile!r} has {current[key]!r}; resample them (`ctmri sample`).")
+
+
 def evaluate(profile: str) -> dict[str, Path]:
     """Run the evaluation stage on every samples file of `profile`; return the paths written."""
     files = sample_files(profile, ORDER)
@@ -160,8 +175,9 @@ def evaluate(profile: str) -> dict[str, Path]:
         raise FileNotFoundError(f"No samples in {samples_path(profile, '*')}; run the sampling stage (02_sample) "
                                 "first.")
     per_slice, unc, patients, inputs = [], [], [], {}
-    for name, path in files.items():
-        d = load_samples(path)
+    data = {name: load_samples(path) for name, path in files.items()}
+    check_same_data(profile, {name: json.loads(str(d.get("provenance", "{}"))) for name, d in data.items()})
+    for name, d in data.items():
         per_slice.append(slice_metrics(d))
         unc.append(uncertainty_metrics(d))
         patients.append(patient_metrics(d))
