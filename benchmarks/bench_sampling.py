@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from ctmri.models import checkpoints
+from ctmri.diffusion.precond import convention_for
+from ctmri.models.build import build_model
 from ctmri import paths
 from ctmri.config import get_profile
 from ctmri.sample.mc import monte_carlo, sampler_method, sampler_settings
@@ -58,12 +60,12 @@ def load_or_build(method: str, profile, device: torch.device):
         loaded = checkpoints.load_model(path, device)
         return loaded.model, loaded.process, f"checkpoint {path.name} (step {loaded.meta.get('step')})"
     torch.manual_seed(0)                    # the script (not the library) fixes the init of the random weights
-    net = checkpoints.build_model(method, profile)["net"]
+    net = build_model(method, profile)["net"]
     with torch.no_grad():
         net.conv_out.weight.normal_(0.0, 0.05)
     net.to(device).eval()
     process = make_process(method, profile.process)
-    model = net if method == "ddpm" else process.score_model(net)
+    model = convention_for(method, profile.process, net, process, sigma_data=0.25)
     return model, process, "random weights (no checkpoint)"
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ctmri.diffusion import losses
+from ctmri.diffusion.precond import VEPreconditioned, VEScoreOverStd
 from ctmri.diffusion.processes import DDPM, VESDE
 
 
@@ -37,15 +38,30 @@ class ExactEps(nn.Module):
 
 
 class ExactScaledScore(nn.Module):
-    """std(t) * exact score: the raw net output the DSM loss expects."""
+    """Song's convention: F(x, y, 1000 t) = std(t) * exact score."""
 
     def __init__(self, process: VESDE):
         super().__init__()
         self.p = process
 
     def forward(self, x, y, t):
-        std = self.p.marginal_std(t).float().reshape(-1, 1, 1, 1)
+        std = self.p.marginal_std(t / 1000).float().reshape(-1, 1, 1, 1)
         return -std * (x - MU) / (S**2 + std**2)
+
+
+class ExactF(nn.Module):
+    """EDM convention: the F that makes D(x, sigma) the exact posterior mean (S^2 x + sigma^2 MU) / (S^2 + sigma^2)."""
+
+    def __init__(self, sigma_data: float):
+        super().__init__()
+        self.sd = sigma_data
+
+    def forward(self, x_in, y, c_noise):
+        sigma = torch.exp(4 * c_noise / VEPreconditioned.NOISE_SCALE).reshape(-1, 1, 1, 1)
+        sd2 = self.sd ** 2
+        x = x_in * torch.sqrt(sigma**2 + sd2)
+        d = (S**2 * x + sigma**2 * MU) / (S**2 + sigma**2)
+        return (d - sd2 / (sigma**2 + sd2) * x) / (sigma * self.sd / torch.sqrt(sigma**2 + sd2))
 
 
 class Zero(nn.Module):
@@ -62,11 +78,35 @@ def test_eps_loss_prefers_the_exact_model_and_is_reproducible() -> None:
     assert not torch.equal(exact, losses.eps_loss(ExactEps(ddpm), ddpm, x0, y, gen(1)))
 
 
-def test_dsm_loss_prefers_the_exact_score() -> None:
+@pytest.mark.parametrize("weighting", ["edm", "std2"])
+@pytest.mark.parametrize("distribution", ["lognormal", "uniform-t"])
+def test_dsm_loss_prefers_the_exact_score(weighting, distribution) -> None:
+    """Both conventions, both weightings and sigma laws: the exact denoiser scores far below a zero network."""
     sde, (x0, y) = VESDE(), gaussian_batch()
-    exact = losses.dsm_loss(ExactScaledScore(sde), sde, x0, y, gen(0))
-    zero = losses.dsm_loss(Zero(), sde, x0, y, gen(0))
-    assert exact < 0.5 * zero and abs(float(zero) - 1) < 0.2
+    kw = dict(weighting=weighting, sigma_data=0.5, sigma_distribution=distribution)
+    edm = losses.dsm_loss(VEPreconditioned(ExactF(0.5), sde, 0.5), sde, x0, y, gen(0), **kw)
+    edm_zero = losses.dsm_loss(VEPreconditioned(Zero(), sde, 0.5), sde, x0, y, gen(0), **kw)
+    song = losses.dsm_loss(VEScoreOverStd(ExactScaledScore(sde), sde), sde, x0, y, gen(0), **kw)
+    song_zero = losses.dsm_loss(VEScoreOverStd(Zero(), sde), sde, x0, y, gen(0), **kw)
+    off = losses.dsm_loss(VEPreconditioned(lambda *a: 1.2 * ExactF(0.5)(*a), sde, 0.5), sde, x0, y, gen(0), **kw)
+    assert edm < 0.8 * edm_zero and song < 0.8 * song_zero and edm < off   # the exact model is the minimum
+    assert torch.allclose(edm, song, rtol=1e-3)       # the same exact model in two conventions: one loss
+    if weighting == "std2":                           # Song's zero net: E||z||^2 = 1 (study eq. 28)
+        assert abs(float(song_zero) - 1) < 0.2
+
+
+def test_lognormal_sigma_law_and_weights() -> None:
+    sde = VESDE()
+    sigma = losses.sample_sigma(sde, 20000, gen(3), "lognormal", -1.2, 1.2)
+    lo, hi = float(sde.marginal_std(sde.eps_train)), float(sde.marginal_std(1.0))
+    assert sigma.min() >= lo and sigma.max() <= hi
+    assert abs(float(torch.log(sigma).median()) + 1.2) < 0.05     # median of ln sigma = p_mean
+    assert float((sigma < 0.1).double().mean()) > 0.15           # low noise gets its share (U(0,1) in t: ~1 %)
+    s = torch.tensor([0.1, 1.0])
+    assert torch.allclose(losses.dsm_weight(s, "std2"), 1 / s.double() ** 2)
+    assert torch.allclose(losses.dsm_weight(s, "edm", 0.5), (s.double()**2 + 0.25) / (0.5 * s.double())**2)
+    with pytest.raises(ValueError, match="Unknown DSM weighting"):
+        losses.dsm_weight(s, "snr")
 
 
 def test_min_snr_weight() -> None:
@@ -123,9 +163,24 @@ def test_wgan_losses_match_their_formula() -> None:
     assert torch.isclose(got, expected, atol=1e-5)
     got.backward()
     assert critic.w.grad is not None and torch.isfinite(critic.w.grad).all()  # GP is differentiable in θ
-    g_loss, mse = losses.generator_loss(g, critic, x0, y, mse_weight=100.0)
+    g_loss, mse, w = losses.generator_loss(g, critic, x0, y, mse_weight=100.0)
     assert torch.isclose(mse, ((x0 + 0.5) ** 2).mean())
-    assert torch.isclose(g_loss, -d_fake + 100.0 * mse)
+    assert float(w) == 1.0 and torch.isclose(g_loss, -d_fake + 100.0 * mse)
+
+
+def test_adaptive_adversarial_weight_balances_the_gradients() -> None:
+    """w_adv makes ||grad (w_adv * adversarial)|| = ratio * ||grad fidelity|| at the last layer (Esser et al. 2021)."""
+    x0, y = gaussian_batch(8)
+    net = nn.Conv2d(1, 1, 3, padding=1)
+    gen_net = lambda _x, cond: net(cond)  # noqa: E731
+    critic = LinearCritic(3.0)
+    loss, mse, w = losses.generator_loss(gen_net, critic, x0, y + 0.3, mse_weight=100.0, adv_ratio=0.1,
+                                         last_layer=net.weight)
+    fid = 100.0 * ((net(y + 0.3) - x0) ** 2).mean()
+    adv = -critic(net(y + 0.3), y + 0.3).mean()
+    g_fid = torch.autograd.grad(fid, net.weight)[0].norm()
+    g_adv = torch.autograd.grad(w * adv, net.weight)[0].norm()
+    assert torch.isclose(g_adv, 0.1 * g_fid, rtol=1e-4) and torch.isclose(loss, fid + w * adv, rtol=1e-5)
 
 
 def test_uniform_and_randint_ranges() -> None:

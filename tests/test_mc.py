@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ctmri.sample import mc
-from ctmri.models.checkpoints import build_model
+from ctmri.diffusion.precond import EpsPrediction, VEPreconditioned
+from ctmri.models.build import build_model
 from ctmri.config import get_profile
 from ctmri.diffusion.processes import DDPM, VESDE
 
@@ -28,7 +29,7 @@ def cond() -> np.ndarray:
 def test_one_replicate_regenerates_alone(cond, sampler, method):
     net = random_net(method)
     process = DDPM() if method == "ddpm" else VESDE()
-    model = net if method == "ddpm" else process.score_model(net)
+    model = EpsPrediction(net, process) if method == "ddpm" else VEPreconditioned(net, process, 0.25)
     res = mc.monte_carlo(model, process, sampler, cond, mc_samples=3, steps=6, base_seed=11, chunk_size=4,
                          slice_ids=[5, 6, 7], device="cpu", progress=False)
     assert res["samples"].shape == (3, 3, 1, 16, 16)
@@ -111,6 +112,6 @@ def test_errors_are_clear(tmp_path, monkeypatch, cond):
 
 def test_profile_defaults():
     cpu = get_profile("cpu")
-    assert mc.sampler_settings(cpu, "pc") == (125, {"corrector_steps": 1, "snr": 0.16})
+    assert mc.sampler_settings(cpu, "pc") == (125, {"corrector_steps": 1, "snr": 0.16, "noise_removal": True})
     assert mc.sampler_settings(cpu, "ddpm")[0] == 250
     assert mc._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and mc._select_slices(32, 16)[-1] == 31

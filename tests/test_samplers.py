@@ -79,15 +79,18 @@ def ddpm_chain_std(steps: int, variance: str) -> float:
     return math.sqrt(v)
 
 
-def em_chain_std(steps: int) -> float:
-    """Std of x - mu after Euler–Maruyama (eq. 30) with the exact score, last step returning the mean."""
+def em_chain_std(steps: int, noise_removal: bool = True) -> float:
+    """Std of x - mu after Euler–Maruyama (eq. 30) with the exact score: with noise removal every step adds its
+    noise and a Tweedie step at eps_s scales x - mu by s^2 / (s^2 + std(eps_s)^2); without, the last step returns its mean."""
     dt = (1 - VE.eps_sample) / steps
     v = float(VE.marginal_std(1.0)) ** 2
     for i in range(steps):
         t = 1 - i * dt
         g2 = float(VE.diffusion(t)) ** 2
         a = 1 - g2 * dt / (S**2 + float(VE.marginal_std(t)) ** 2)
-        v = a * a * v + (g2 * dt if i < steps - 1 else 0.0)
+        v = a * a * v + (g2 * dt if (noise_removal or i < steps - 1) else 0.0)
+    if noise_removal:
+        v *= (S**2 / (S**2 + float(VE.marginal_std(VE.eps_sample)) ** 2)) ** 2
     return math.sqrt(v)
 
 
@@ -103,6 +106,7 @@ STOCHASTIC_CASES = [
     ("ddpm", 1000, {}, 0.015),
     ("ddpm", 250, {"variance": "beta"}, 0.02),
     ("em", 500, {}, 0.01),
+    ("em", 500, {"noise_removal": False}, 0.01),
     ("pc", 250, {"corrector_steps": 1}, 0.02),
     ("pc", 250, {"corrector_steps": 1, "norm": "batch"}, 0.02),     # Song's batch-averaged norms
 ]
@@ -126,8 +130,9 @@ def test_stochastic_sampler_recovers_gaussian(name, steps, options, budget):
     if name == "ddpm":      # sharper: the exact moments of the discrete chain, statistics only
         assert abs(float(r.std()) - ddpm_chain_std(steps, options.get("variance", "beta_tilde"))) / S < 5 * SE_RATIO
     if name == "em":
-        assert abs(float(r.std()) - em_chain_std(steps)) / S < 5 * SE_RATIO
+        assert abs(float(r.std()) - em_chain_std(steps, options.get("noise_removal", True))) / S < 5 * SE_RATIO
     expected_nfe = steps * (options.get("corrector_steps", 1) + 1) if name == "pc" else steps
+    expected_nfe += int(name in ("em", "pc") and options.get("noise_removal", True))
     assert info["nfe"] == expected_nfe
 
 
@@ -160,6 +165,7 @@ DETERMINISTIC_CASES = [
     ("dpm++2m", 200, {"spacing": "time"}, 0.015),
     ("dpm++2m", 20, {}, 0.03),  # default spacing: logsnr
     ("ode", 10, {}, 0.001),
+    ("ode", 10, {"noise_removal": False}, 0.001),
     ("heun", 50, {}, 0.005),
 ]
 
@@ -172,9 +178,9 @@ def test_deterministic_sampler_follows_exact_flow(name, steps, options, budget):
     out = SAMPLERS[name](model, process, y, steps=steps, x_init=x_init, info=info, **options)
     if process is DP:
         exact = exact_flow_ddpm(x_init, y)
-    elif name == "ode":                            # integrates to t = eps_s
+    elif name == "ode" and not options.get("noise_removal", True):   # integrates to t = eps_s
         exact = exact_flow_ve(x_init, y, float(VE.marginal_std(VE.eps_sample)))
-    else:                                          # heun: flow to std(eps_s), then the Euler (Tweedie) step to 0
+    else:                                # heun, ode: flow to std(eps_s), then the Tweedie step to 0
         sd = float(VE.marginal_std(VE.eps_sample))
         exact = mu(y) + S**2 / (S**2 + sd**2) * (exact_flow_ve(x_init, y, sd) - mu(y))
     rel = float((out - exact).pow(2).mean().sqrt()) / S
@@ -301,3 +307,34 @@ def test_clip_x0_keeps_a_wild_model_inside_model_space(name: str) -> None:
     clipped = SAMPLERS[name](wild, DP, y, steps=10, generator=torch.Generator().manual_seed(0), clip_x0=True)
     assert unclipped.abs().max() > 1.5
     assert clipped.abs().max() <= 1.0 + 1e-5
+
+
+# --------------------------------------------------------------------- near-deterministic posterior
+
+NEAR_S = 10.0 / 2012.0        # x0 ~ N(mu(y), (10 HU)^2) in model space (2012 HU per unit)
+NEAR_CASES = [("ddpm", 250, {}), ("ddim", 50, {}), ("dpm++2m", 20, {}), ("em", 250, {}), ("pc", 125, {}),
+              ("ode", 10, {"rtol": 1e-4, "atol": 1e-4}), ("heun", 20, {})]
+
+
+@pytest.mark.parametrize("name,steps,options", NEAR_CASES)
+def test_near_deterministic_posterior_leaves_no_noise(name, steps, options):
+    """With the exact model of a 10-HU posterior, every sampler (cpu-profile budgets) spreads < 2x the true spread:
+    the VE samplers need their final noise removal (without it EM stops at std(eps_s) = 64 HU)."""
+    def eps(x, y, t):
+        a = DP.alphas_cumprod[t.cpu()].to(x.dtype).view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x - a.sqrt() * mu(y)) / (a * NEAR_S**2 + 1 - a)
+
+    def score(x, y, t):
+        return -(x - mu(y)) / (NEAR_S**2 + VE.marginal_std(t.cpu()).to(x.dtype).view(-1, 1, 1, 1) ** 2)
+
+    process = DP if SAMPLER_PROCESS[name] == "ddpm" else VE
+    y = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    out = SAMPLERS[name](eps if process is DP else score, process, y, steps=steps,
+                         generator=torch.Generator().manual_seed(9), **options)
+    spread = float((out - mu(y)).std())
+    assert spread < 2 * NEAR_S, f"{name}: spread {spread * 2012:.1f} HU vs true 10 HU"
+    if name == "em":        # and the test can fail: without noise removal the spread is std(eps_s)
+        raw = SAMPLERS[name](score, process, y, steps=steps, generator=torch.Generator().manual_seed(9),
+                             noise_removal=False)
+        assert float((raw - mu(y)).std()) > 3 * NEAR_S
+

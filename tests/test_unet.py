@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ctmri import config as C
-from ctmri.models.checkpoints import build_model
+from ctmri.models.build import build_model
 from ctmri.models.unet import AttnBlock, Critic, UNet, group_count
 
 
@@ -87,7 +87,7 @@ def test_critic_scores_each_sample(cond_channels: int) -> None:
 def test_build_model_per_method() -> None:
     p = C.get_profile("smoke", model=C.ModelConfig(base_channels=8, channel_mults=(1, 2), cond_channels=3))
     nets = {m: build_model(m, p) for m in C.METHODS}
-    assert nets["ddpm"]["net"].time_scale == 1.0 and nets["vesde"]["net"].time_scale == 1000.0
+    assert nets["ddpm"]["net"].time_mlp is not None and nets["vesde"]["net"].time_mlp is not None
     assert nets["cnn"]["net"].time_mlp is None and nets["cnn"]["net"].x_channels == 0
     assert set(nets["wgan"]) == {"net", "critic"}
     y = _randn(2, 3, 16, 16)

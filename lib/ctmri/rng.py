@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
+import numpy as np
 import torch
 
 GeneratorArg = Union[None, torch.Generator, Sequence[torch.Generator]]
@@ -22,6 +23,14 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
+def seed_of(*parts: int) -> int:
+    """The project's one seeding scheme: a well-mixed 63-bit seed from integer parts (numpy SeedSequence)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+MC_STREAM = 4  # seed_of(base, MC_STREAM, slice, replicate); training uses streams 0-3 (train/steps.py)
+
+
 def replicate_seed(base_seed: int, slice_index: int, replicate: int) -> int:
-    """Seed of MC replicate k of test slice i: a pure function of (base, i, k), so one sample regenerates alone."""
-    return (int(base_seed) * 1_000_003 + int(slice_index) * 10_007 + int(replicate)) % (2**63 - 1)
+    """Seed of MC replicate k of test slice i: seed_of(base, MC stream, i, k), so one sample regenerates alone."""
+    return seed_of(base_seed, MC_STREAM, slice_index, replicate)

@@ -11,7 +11,7 @@ import re
 import torch
 from torch import nn
 
-from ctmri.diffusion.processes import DDPM, VESDE, _bcast
+from ctmri.diffusion.processes import DDPM, VESDE, bcast
 from ctmri.rng import GeneratorArg, randn
 
 
@@ -74,17 +74,56 @@ def eps_loss(net: nn.Module, process: DDPM, x0: torch.Tensor, y: torch.Tensor, g
     return (w * _per_sample_mse(pred, eps)).mean()
 
 
-def dsm_loss(net: nn.Module, process: VESDE, x0: torch.Tensor, y: torch.Tensor,
-             generator: GeneratorArg) -> torch.Tensor:
-    """Denoising score matching with λ(t) = std(t)²: E ‖std(t) s_θ(x(t), y, t) + z‖², t ~ U(ε, 1) (study eq. 28).
+SIGMA_DISTRIBUTIONS = ("lognormal", "uniform-t")
+DSM_WEIGHTINGS = ("edm", "std2")
 
-    s_θ = net / std(t) (`VESDE.score_model`), so std(t) s_θ is the raw net output; mean over pixels.
+
+def sample_sigma(process: VESDE, n: int, generator: GeneratorArg, distribution: str = "lognormal",
+                 p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    """Training noise levels (n,), float64: "uniform-t" t ~ U(eps, 1), sigma = std(t) (study eq. 28), or
+    "lognormal" ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1) clamped to [std(eps), std(1)]."""
+    if distribution == "uniform-t":
+        return process.marginal_std(uniform(n, generator, process.eps_train, 1.0))
+    if distribution != "lognormal":
+        raise ValueError(f"Unknown sigma distribution {distribution!r}; expected one of {', '.join(SIGMA_DISTRIBUTIONS)}.")
+    dev = _device(generator)
+    z = _per_sample(lambda k, g: torch.randn(k, generator=g, device=dev, dtype=torch.float64), n, generator)
+    lo, hi = float(process.marginal_std(process.eps_train)), float(process.marginal_std(1.0))
+    return torch.exp(p_mean + p_std * z).clamp(lo, hi)
+
+
+def dsm_weight(sigma: torch.Tensor, weighting: str, sigma_data: float | None = None) -> torch.Tensor:
+    """Weight on ||D - x0||^2 equal to lambda(sigma) ||s + z/sigma||^2 of eq. 28, i.e. lambda / sigma^4:
+    "std2" lambda = sigma^2 (the study) -> 1/sigma^2; "edm" lambda = sigma^2 (sigma^2 + sd^2) / sd^2 ->
+    (sigma^2 + sd^2) / (sigma sd)^2, unit weight on the network output F (Karras et al. 2022, eq. 8)."""
+    sigma = sigma.double()
+    if weighting == "std2":
+        return 1.0 / sigma ** 2
+    if weighting == "edm":
+        if not sigma_data or sigma_data <= 0:
+            raise ValueError("The 'edm' DSM weighting needs sigma_data > 0.")
+        return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+    raise ValueError(f"Unknown DSM weighting {weighting!r}; expected one of {', '.join(DSM_WEIGHTINGS)}.")
+
+
+def dsm_loss(convention, process: VESDE, x0: torch.Tensor, y: torch.Tensor, generator: GeneratorArg, *,
+             weighting: str = "edm", sigma_data: float | None = None, sigma_distribution: str = "lognormal",
+             p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    """Denoising score matching, study eq. 28, E lambda(sigma) ||s_theta(x0 + sigma z, y) + z / sigma||^2, written on the
+    denoiser: s = (D - x)/sigma^2 makes it E lambda/sigma^4 ||D(x0 + sigma z, y, sigma) - x0||^2 (`dsm_weight`).
+
+    `convention` is a VE convention of `diffusion/precond.py`; mean over pixels, then over the batch.
     """
-    t = uniform(x0.shape[0], generator, process.eps_train, 1.0)
+    sigma = sample_sigma(process, x0.shape[0], generator, sigma_distribution, p_mean, p_std)
     z = noise_like(x0, generator)
-    x_t = process.perturb(x0, t, z)
-    out = net(x_t, y, t.to(device=x0.device, dtype=torch.float32))
-    return _per_sample_mse(out, -z).mean()
+    x_t = x0 + bcast(sigma, x0) * z
+    sig = sigma.to(x0.device)
+    if hasattr(convention, "denoise_sigma"):
+        d = convention.denoise_sigma(x_t, y, sig)
+    else:
+        d = convention.denoise(x_t, y, process.t_of_std(sig).float())
+    w = dsm_weight(sigma, weighting, sigma_data).float().to(x0.device)
+    return (w * _per_sample_mse(d, x0)).mean()
 
 
 def mse_loss(net: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -100,7 +139,7 @@ def critic_loss(critic: nn.Module, net: nn.Module, x0: torch.Tensor, y: torch.Te
     """
     with torch.no_grad():
         fake = net(None, y).float()
-    e = _bcast(uniform(x0.shape[0], generator).float(), x0)
+    e = bcast(uniform(x0.shape[0], generator).float(), x0)
     mixed = (e * x0 + (1 - e) * fake).requires_grad_(True)
     n = x0.shape[0]
     scores = critic(torch.cat([x0, fake, mixed]), torch.cat([y, y, y])).float()
@@ -110,9 +149,33 @@ def critic_loss(critic: nn.Module, net: nn.Module, x0: torch.Tensor, y: torch.Te
     return fake_s.mean() - real_s.mean() + gp_lambda * gp
 
 
+def adversarial_weight(fidelity: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
+                       ratio: float) -> torch.Tensor:
+    """Adaptive weight of the adversarial term: ratio * ||grad fidelity|| / ||grad adversarial|| at the generator's
+    last layer (Esser et al. 2021, eq. 7), so the adversarial push stays a fixed fraction of the fidelity pull."""
+    (g_fid,) = torch.autograd.grad(fidelity, last_layer, retain_graph=True)
+    (g_adv,) = torch.autograd.grad(adversarial, last_layer, retain_graph=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():   # DDP: the whole batch's gradients
+        world = torch.distributed.get_world_size()
+        for g in (g_fid, g_adv):
+            torch.distributed.all_reduce(g)
+            g /= world
+    return (ratio * g_fid.norm() / (g_adv.norm() + 1e-8)).clamp(max=1e4).detach()
+
+
 def generator_loss(net: nn.Module, critic: nn.Module, x0: torch.Tensor, y: torch.Tensor,
-                   mse_weight: float = 100.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """WGAN-GP generator: −D(G(y), y) + w ‖G(y) − x0‖² (adversarial + MSE fidelity); returns (loss, mse)."""
+                   mse_weight: float = 100.0, adv_ratio: float = 0.0,
+                   last_layer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """WGAN-GP generator: w_adv (-D(G(y), y)) + w ||G(y) - x0||^2 (adversarial + MSE fidelity); returns (loss, mse, w_adv).
+
+    adv_ratio > 0 with `last_layer` balances the two terms adaptively (`adversarial_weight`); else w_adv = 1.
+    """
     fake = net(None, y)
     mse = _per_sample_mse(fake, x0).mean()
-    return -critic(fake, y).float().mean() + mse_weight * mse, mse
+    adv = -critic(fake, y).float().mean()
+    fidelity = mse_weight * mse
+    if adv_ratio > 0 and last_layer is not None:
+        w = adversarial_weight(fidelity, adv, last_layer, adv_ratio)
+    else:
+        w = torch.ones((), device=fidelity.device)
+    return fidelity + w * adv, mse, w

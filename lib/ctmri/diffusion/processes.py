@@ -11,7 +11,7 @@ from ctmri.rng import GeneratorArg, randn
 Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-sample values (B,) shaped to broadcast over an image batch (B, C, H, W)."""
     return v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
@@ -35,7 +35,14 @@ class DDPM:
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """alpha-bar at integer steps t, broadcast like `like`."""
-        return _bcast(self.alphas_cumprod[t.long().cpu()], like)
+        return bcast(self._abar_on(t.device)[t.long()], like)
+
+    def _abar_on(self, device: torch.device) -> torch.Tensor:
+        """alphas_cumprod on `device`, cached: indexing it there needs no host-device sync."""
+        cache = self.__dict__.setdefault("_abar_cache", {})
+        if device not in cache:
+            cache[device] = self.alphas_cumprod.to(device)
+        return cache[device]
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Sample q(x_t | x_0), eq. (3)."""
@@ -49,8 +56,8 @@ class DDPM:
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio abar_t / (1 - abar_t) (for Min-SNR weighting)."""
-        a = self.alphas_cumprod[t.long().cpu()]
-        return (a / (1 - a)).float().to(t.device)
+        a = self._abar_on(t.device)[t.long()]
+        return (a / (1 - a)).float()
 
     def prior_sample(self, shape, generator: GeneratorArg = None, device=None,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -66,9 +73,8 @@ class VESDE:
     """Variance-exploding SDE dx = sigma^t dw (Song et al. 2021; Song's tutorial, sigma = 25).
 
     marginal_std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma)); x(t) = x(0) + marginal_std(t) z.
-    The network is called as model(x_t, y, t) with float t in (0, 1] and predicts the score.
-    As in score-SDE practice the raw network output is divided by marginal_std(t)
-    (`score_model`), so the net itself predicts -z, an O(1) target at every t.
+    Samplers call the score model(x_t, y, t) with float t in (0, 1]; how a network becomes that
+    score (EDM preconditioning, or Song's F / std(t)) lives in `diffusion/precond.py`.
     """
 
     kind = "vesde"
@@ -83,8 +89,8 @@ class VESDE:
 
     def marginal_std(self, t: torch.Tensor | float) -> torch.Tensor:
         """std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma))."""
-        t = torch.as_tensor(t, dtype=torch.float64)
-        return torch.sqrt((self.sigma ** (2 * t) - 1) / (2 * self.log_sigma))
+        t = torch.as_tensor(t, dtype=torch.float64)      # stays on t's device: no host sync
+        return torch.sqrt(torch.expm1(2 * self.log_sigma * t) / (2 * self.log_sigma))
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """g(t) = sigma^t."""
@@ -97,18 +103,12 @@ class VESDE:
 
     def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Sample p_0t(x(t) | x(0)) = N(x(0), std(t)^2 I)."""
-        return x0 + _bcast(self.marginal_std(t), x0) * noise
+        return x0 + bcast(self.marginal_std(t), x0) * noise
 
     def prior_sample(self, shape, generator: GeneratorArg = None, device=None,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """x(1) ~ N(0, std(1)^2 I)."""
         return randn(shape, generator, device=device, dtype=dtype) * float(self.marginal_std(1.0))
-
-    def score_model(self, net: Model) -> Model:
-        """Wrap a raw network: s_theta(x, y, t) = net(x, y, t) / std(t)."""
-        def score(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return net(x, y, t) / _bcast(self.marginal_std(t.detach().cpu()), x)
-        return score
 
     def config(self) -> dict:
         return {"kind": self.kind, "sigma": self.sigma, "eps_train": self.eps_train, "eps_sample": self.eps_sample}

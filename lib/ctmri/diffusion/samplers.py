@@ -14,7 +14,7 @@ Samplers never modify a tensor in place, so a callback may keep references.
 Options every sampler takes: `out_channels` (default 1), `x_init` (the initial state, e.g. prior
 noise drawn by the caller; default: drawn from `generator`), `info` (a dict, filled with `nfe`,
 the number of model evaluations per sample).
-The math follows ../shared/ALGORITHMS.md.
+The math is written out in docs/ALGORITHMS.md.
 """
 from __future__ import annotations
 
@@ -246,11 +246,21 @@ def _sde_grid(process: VESDE, steps: int, x: torch.Tensor):
     return times, (1.0 - process.eps_sample) / len(times), g2, std2, _full(times.tolist(), x.shape[0], x.device, x.dtype)
 
 
+def _tweedie_at_eps(model: Model, process: VESDE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Noise removal (Song et al. 2021 code, `noise_removal`): one Tweedie step x + std(eps_s)^2 s(x, eps_s) to sigma = 0."""
+    t = torch.full((x.shape[0],), process.eps_sample, device=x.device, dtype=x.dtype)
+    return x + float(process.marginal_std(process.eps_sample)) ** 2 * model(x, y, t)
+
+
 @torch.no_grad()
 def euler_maruyama(model: Model, process: VESDE, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
-                   callback: Optional[Callback] = None, out_channels: int = 1,
+                   callback: Optional[Callback] = None, noise_removal: bool = True, out_channels: int = 1,
                    x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
-    """Reverse-time SDE, Euler–Maruyama, eq. (30): x <- x + g^2 s dt + g sqrt(dt) z, t = 1 .. eps_s; returns the last mean."""
+    """Reverse-time SDE, Euler–Maruyama, eq. (30): x <- x + g^2 s dt + g sqrt(dt) z, t = 1 .. eps_s.
+
+    noise_removal (default): the last step keeps its noise, so x ~ p_eps, then one Tweedie step to sigma = 0
+    (`_tweedie_at_eps`, NFE = steps + 1); off: the last step returns its mean, leaving std(eps_s) of noise.
+    """
     _check_process("em", process)
     x = _initial(process, y, generator, x_init, out_channels)
     times, dt, g2, std2, ts = _sde_grid(process, steps, x)
@@ -259,8 +269,11 @@ def euler_maruyama(model: Model, process: VESDE, y: torch.Tensor, *, steps: int,
         if callback is not None:
             callback(i, x, x + std2[i] * s)
         mean = x + (g2[i] * dt) * s
-        x = mean + math.sqrt(g2[i] * dt) * _noise(x, generator) if i < len(times) - 1 else mean
-    _set_nfe(info, len(times))
+        last = i == len(times) - 1
+        x = mean + math.sqrt(g2[i] * dt) * _noise(x, generator) if (noise_removal or not last) else mean
+    if noise_removal:
+        x = _tweedie_at_eps(model, process, x, y)
+    _set_nfe(info, len(times) + int(noise_removal))
     return x
 
 
@@ -279,12 +292,13 @@ def langevin_step_size(score: torch.Tensor, z: torch.Tensor, snr: float, norm: s
 @torch.no_grad()
 def predictor_corrector(model: Model, process: VESDE, y: torch.Tensor, *, steps: int,
                         generator: GeneratorArg = None, callback: Optional[Callback] = None,
-                        corrector_steps: int = 1, snr: float = 0.16, norm: str = "sample", out_channels: int = 1,
-                        x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
+                        corrector_steps: int = 1, snr: float = 0.16, norm: str = "sample", noise_removal: bool = True,
+                        out_channels: int = 1, x_init: Optional[torch.Tensor] = None,
+                        info: Optional[dict] = None) -> torch.Tensor:
     """Predictor–corrector (Song et al. 2021 Alg. 4; study eq. 31 with Song's step): at each t, M Langevin steps
     x <- x + gamma s + sqrt(2 gamma) z, gamma = 2 (r ||z|| / ||s||)^2, then one EM predictor step (eq. 30).
 
-    NFE = steps (corrector_steps + 1). ||z|| is the norm of the drawn noise. norm="sample" (default)
+    NFE = steps (corrector_steps + 1) (+ 1 with noise_removal, as in `euler_maruyama`). ||z|| is the norm of the drawn noise. norm="sample" (default)
     uses each sample's own norms so a batch element never depends on the others (MC replicates
     regenerate alone); norm="batch" averages them over the batch like Song's code.
     """
@@ -305,23 +319,28 @@ def predictor_corrector(model: Model, process: VESDE, y: torch.Tensor, *, steps:
         if corrector_steps == 0 and callback is not None:
             callback(i, x, x + std2[i] * s)
         mean = x + (g2[i] * dt) * s
-        x = mean + math.sqrt(g2[i] * dt) * _noise(x, generator) if i < len(times) - 1 else mean
-    _set_nfe(info, len(times) * (corrector_steps + 1))
+        last = i == len(times) - 1
+        x = mean + math.sqrt(g2[i] * dt) * _noise(x, generator) if (noise_removal or not last) else mean
+    if noise_removal:
+        x = _tweedie_at_eps(model, process, x, y)
+    _set_nfe(info, len(times) * (corrector_steps + 1) + int(noise_removal))
     return x
 
 
 @torch.no_grad()
 def probability_flow_ode(model: Model, process: VESDE, y: torch.Tensor, *, steps: int = 10,
                          generator: GeneratorArg = None, callback: Optional[Callback] = None,
-                         rtol: float = 1e-5, atol: float = 1e-5, method: str = "RK45", out_channels: int = 1,
-                         x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
+                         rtol: float = 1e-5, atol: float = 1e-5, method: str = "RK45", noise_removal: bool = True,
+                         out_channels: int = 1, x_init: Optional[torch.Tensor] = None,
+                         info: Optional[dict] = None) -> torch.Tensor:
     """Probability-flow ODE, eq. (33): dx/dt = -g^2 s / 2 from t = 1 to eps_s, scipy solve_ivp (RK45) on the flattened batch.
 
     The state lives in float64 on the CPU; the model runs on y's device and dtype. The solver's
     step control sees the whole batch, so element b matches a run of b alone only to the solver
     tolerance. info["nfe"] is the solver's count of model evaluations (for the whole batch, i.e.
     per sample). `steps` only sets how many evenly spaced times t = 1 .. eps_s (exclusive) reach the
-    callback; each such report costs one extra model evaluation, not counted in nfe.
+    callback; each such report costs one extra model evaluation, not counted in nfe. noise_removal
+    (default) ends with one Tweedie step at eps_s (counted in nfe), as `euler_maruyama`.
     """
     from scipy.integrate import solve_ivp
 
@@ -351,8 +370,12 @@ def probability_flow_ode(model: Model, process: VESDE, y: torch.Tensor, *, steps
         for i in range(steps):
             x_i = torch.from_numpy(sol.y[:, i]).reshape(shape).to(device=device, dtype=dtype)
             callback(i, x_i, x_i + std2[i] * score(float(t_eval[i]), x_i))
+    x = torch.from_numpy(sol.y[:, -1]).reshape(shape).to(device=device, dtype=dtype)
+    if noise_removal:
+        x = _tweedie_at_eps(model, process, x, y)
+        nfe += 1
     _set_nfe(info, nfe)
-    return torch.from_numpy(sol.y[:, -1]).reshape(shape).to(device=device, dtype=dtype)
+    return x
 
 
 @torch.no_grad()

@@ -1,10 +1,10 @@
-"""Build a method's networks from a profile, save checkpoints atomically, load them safely (weights_only)."""
+"""Checkpoints: save atomically, load safely (weights_only), and rebuild a trained model with its stored convention."""
 from __future__ import annotations
 
 import json
 import pickle
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,56 +12,25 @@ import torch
 from torch import nn
 
 from ctmri import config as C
+from ctmri.diffusion.precond import EpsPrediction, VEScoreOverStd, from_description
 from ctmri.diffusion.processes import DDPM, VESDE, make_process
+from ctmri.models.build import DIFFUSION, build_model
 from ctmri.provenance import atomic_path
-from ctmri.models.unet import Critic, UNet
 
 FORMAT = "ctmri-checkpoint/1"
-DIFFUSION = ("ddpm", "vesde")
-TIME_SCALE = {"ddpm": 1.0, "vesde": 1000.0}
+LEGACY_CONVENTIONS = {"ddpm": EpsPrediction.kind, "vesde": VEScoreOverStd.kind}  # checkpoints without "convention"
 
 
-def profile_from_dict(d: dict) -> C.Profile:
-    """Rebuild a Profile from `Profile.to_dict()` (lists back to tuples), as stored in a checkpoint."""
-    def section(cls, values: dict):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
-
-    return C.Profile(name=d["name"], data=section(C.DataConfig, d["data"]), model=section(C.ModelConfig, d["model"]),
-                     process=section(C.ProcessConfig, d["process"]), train=section(C.TrainConfig, d["train"]),
-                     sample=section(C.SampleConfig, d["sample"]))
+def convention_of(state: dict) -> dict | None:
+    """The network convention a checkpoint stores; older checkpoints (none stored) used Song's F / std(t) for the VE-SDE."""
+    if state.get("method") not in DIFFUSION:
+        return None
+    return state.get("convention") or {"kind": LEGACY_CONVENTIONS[state["method"]]}
 
 
 def plain(obj: Any) -> Any:
     """JSON-plain copy (dicts, lists, str, numbers) that `torch.load(weights_only=True)` accepts."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def build_model(method: str, profile: C.Profile | str, seed: int | None = None) -> dict[str, nn.Module]:
-    """The networks of `method`: {"net": UNet} (+ {"critic": Critic} for wgan); diffusion nets embed time.
-
-    Initial weights are drawn inside a forked RNG scope seeded by `seed` (default: profile.train.seed),
-    so building is reproducible and leaves the global RNG untouched.
-    """
-    C.check_method(method)
-    p = C.get_profile(profile)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(p.train.seed if seed is None else seed)
-        return _build(method, p)
-
-
-def _build(method: str, p: C.Profile) -> dict[str, nn.Module]:
-    m = p.model
-    diffusion = method in DIFFUSION
-    net = UNet(x_channels=m.out_channels if diffusion else 0, cond_channels=m.cond_channels,
-               out_channels=m.out_channels, base_channels=m.base_channels, channel_mults=m.channel_mults,
-               num_res_blocks=m.num_res_blocks, attention_resolutions=m.attention_resolutions,
-               dropout=m.dropout, image_size=p.data.image_size, time_embedding=diffusion,
-               time_scale=TIME_SCALE.get(method, 1.0))
-    nets: dict[str, nn.Module] = {"net": net}
-    if method == "wgan":
-        nets["critic"] = Critic(m.out_channels, m.cond_channels, m.base_channels, m.channel_mults)
-    return nets
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
@@ -108,7 +77,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     """Networks rebuilt from the checkpoint's own config, EMA weights for diffusion, eval mode, on `device`."""
     state = load_checkpoint(path)
     method = state["method"]
-    profile = profile_from_dict(state["config"])
+    profile = C.profile_from_dict(state["config"])
     net = build_model(method, profile)["net"]
     if method in DIFFUSION and state.get("ema") is None:
         raise ValueError(f"Checkpoint {path} of a {method} model holds no EMA weights; expected a checkpoint "
@@ -117,13 +86,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     net.load_state_dict(weights)
     net.to(device).eval()
     process = make_process(method, profile.process) if method in DIFFUSION else None
-    if method == "ddpm":
-        model: Callable[..., torch.Tensor] = net
-    elif method == "vesde":
-        model = process.score_model(net)
+    if method in DIFFUSION:
+        model: Callable[..., torch.Tensor] = from_description(convention_of(state), net, process)
     else:
         def model(y: torch.Tensor) -> torch.Tensor:
             return net(None, y)
     meta = {"step": state["step"], "loss": state.get("loss"), "provenance": state.get("provenance", {}),
-            "config": state["config"]}
+            "config": state["config"], "convention": convention_of(state)}
     return LoadedModel(method=method, net=net, process=process, model=model, profile=state["profile"], meta=meta)

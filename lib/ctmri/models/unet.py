@@ -71,20 +71,20 @@ class UNet(nn.Module):
     """Conditional UNet eps/score/CNN network: net(x_t, y, t) on concat(x_t, y) (SR3, Saharia et al. 2022).
 
     `x_channels` = 0 makes the deterministic generator of the CNN / WGAN-GP baselines: call it as
-    net(None, y). With `time_embedding` the net embeds t * time_scale (DDPM: integer t, scale 1;
-    VE-SDE: t in (0, 1], scale 1000); without it t is ignored.
+    net(None, y). With `time_embedding` the net embeds the float t it is given (what t means — a step
+    index, 1000 t, or EDM's c_noise — is the convention's, `diffusion/precond.py`); without it t is ignored.
     """
 
     def __init__(self, x_channels: int = 1, cond_channels: int = 1, out_channels: int = 1,
                  base_channels: int = 32, channel_mults: Sequence[int] = (1, 2, 4), num_res_blocks: int = 1,
                  attention_resolutions: Sequence[int] = (), dropout: float = 0.0, image_size: int = 32,
-                 time_embedding: bool = True, time_scale: float = 1.0):
+                 time_embedding: bool = True):
         super().__init__()
         if x_channels < 0 or cond_channels < 0 or x_channels + cond_channels < 1 or out_channels < 1:
             raise ValueError(f"UNet needs x_channels + cond_channels >= 1 and out_channels >= 1, got "
                              f"{x_channels}, {cond_channels}, {out_channels}.")
         self.x_channels, self.cond_channels, self.out_channels = x_channels, cond_channels, out_channels
-        self.channel_mults, self.time_scale = tuple(channel_mults), float(time_scale)
+        self.channel_mults = tuple(channel_mults)
         self.factor = 2 ** (len(self.channel_mults) - 1)
         ch = base_channels
         emb_dim = 4 * ch if time_embedding else None
@@ -145,7 +145,7 @@ class UNet(nn.Module):
             if t is None:
                 raise ValueError("This UNet has a time embedding; call it as net(x_t, y, t).")
             t = torch.as_tensor(t, device=h.device).reshape(-1).expand(h.shape[0])
-            emb = self.time_mlp(timestep_embedding(t * self.time_scale, self.conv_in.out_channels).to(h.dtype))
+            emb = self.time_mlp(timestep_embedding(t, self.conv_in.out_channels).to(h.dtype))
         hs = [h]
         for layers in self.down:
             for layer in layers:
@@ -162,7 +162,9 @@ class UNet(nn.Module):
 
 
 class Critic(nn.Module):
-    """Conditional WGAN-GP critic D(x, y) on concat(x, y): strided convs, LeakyReLU, no BatchNorm (Gulrajani 2017)."""
+    """Conditional WGAN-GP critic D(x, y) on concat(x, y): 3x3 convs, LeakyReLU, 2x2 average-pool downsampling, no
+    BatchNorm (Gulrajani 2017). Average pooling instead of strided 4x4 convs: a strided critic's input gradient is
+    periodic in the stride and pushes a checkerboard into the generator (Odena et al. 2016)."""
 
     def __init__(self, image_channels: int = 1, cond_channels: int = 1, base_channels: int = 32,
                  channel_mults: Sequence[int] = (1, 2, 4)):
@@ -173,7 +175,7 @@ class Critic(nn.Module):
                                    nn.LeakyReLU(0.2)]
         ch = base_channels
         for mult in channel_mults:
-            layers += [nn.Conv2d(ch, base_channels * mult, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(ch, base_channels * mult, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
             ch = base_channels * mult
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(ch, 1)

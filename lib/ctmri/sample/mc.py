@@ -38,8 +38,9 @@ def sampler_settings(profile: Profile, sampler: str) -> tuple[int, dict[str, Any
     s = profile.sample
     steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps, "dpm++2m": s.dpm_steps, "em": s.em_steps,
              "pc": s.pc_steps, "heun": s.heun_steps, "ode": 10, "cnn": 1, "wgan": 1}
-    options = {"pc": {"corrector_steps": s.pc_corrector_steps, "snr": s.snr},
-               "ode": {"rtol": s.ode_rtol, "atol": s.ode_atol},
+    options = {"em": {"noise_removal": s.noise_removal},
+               "pc": {"corrector_steps": s.pc_corrector_steps, "snr": s.snr, "noise_removal": s.noise_removal},
+               "ode": {"rtol": s.ode_rtol, "atol": s.ode_atol, "noise_removal": s.noise_removal},
                **{name: {"clip_x0": s.clip_x0} for name in ("ddpm", "ddim", "dpm++2m")}}
     sampler_method(sampler)
     return steps[sampler], options.get(sampler, {})

@@ -22,11 +22,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ctmri import config as C
 from ctmri import paths
-from ctmri.models.checkpoints import DIFFUSION, build_model, load_checkpoint, plain, save_checkpoint
+from ctmri.models.build import DIFFUSION, build_model
+from ctmri.models.checkpoints import convention_of, load_checkpoint, plain, save_checkpoint
+from ctmri.diffusion.precond import convention_for, from_description
 from ctmri.diffusion.processes import make_process
 from ctmri.provenance import provenance
 from ctmri.data.prepare import data_identity
-from ctmri.train.steps import Batches, StepContext, seed_of, train_step
+from ctmri.rng import seed_of
+from ctmri.train.steps import Batches, StepContext, train_step
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], step: int, d
     """ema ← d·ema + (1 − d)·θ with warm-up d = min(decay, (1 + step) / (10 + step)) (Ho et al. 2020 use EMA 0.9999)."""
     d = min(decay, (1 + step) / (10 + step))
     with torch.no_grad():
-        torch._foreach_lerp_(ema, params, 1.0 - d)
+        for e, p in zip(ema, params):
+            e.lerp_(p, 1.0 - d)
 
 
 def rule_says_stop(history: list[float], cfg: C.TrainConfig) -> bool:
@@ -217,10 +221,17 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
     resumed_from = step if state is not None else None
 
     nets = {k: DDP(n, device_ids=[device.index] if cuda else None) if info.world > 1 else n for k, n in raw.items()}
-    autocast = (functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext)
-    ctx = StepContext(method, nets, raw, opts, make_process(method, p.process) if method in DIFFUSION else None,
-                      cfg, batches, autocast)
-    extra = ["mse", "critic"] if method == "wgan" else []
+    bf16 = cuda or cfg.bf16_autocast
+    autocast = (functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext)
+    process = make_process(method, p.process) if method in DIFFUSION else None
+    convention = None
+    if method in DIFFUSION:
+        convention = (from_description(convention_of(state), nets["net"], process) if state is not None
+                      else convention_for(method, p.process, nets["net"], process, float(target.std())))
+    sigma_data = getattr(convention, "sigma_data", None) or (p.process.sigma_data or float(target.std()))
+    ctx = StepContext(method, nets, raw, opts, process, cfg, batches, autocast=autocast, convention=convention,
+                      sigma_data=sigma_data)
+    extra = ["mse", "critic", "adv_weight"] if method == "wgan" else []
     log = LossLog(ckpt_path.with_name(f"{method}_loss.csv"), ["loss", *extra], resumed_from, info.rank == 0)
     is_main = info.rank == 0
 
@@ -239,6 +250,7 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
             "nets": {k: n.state_dict() for k, n in raw.items()},
             "ema": dict(zip(raw["net"].state_dict().keys(), ema)) if ema is not None else None,
             "optimizers": {k: o.state_dict() for k, o in opts.items()},
+            "convention": convention.describe() if convention is not None else None,
             "rng": {"scheme": "per-step generators seeded by (seed, step, stream, position)", "seed": cfg.seed,
                     "next_step": step},
             "train_state": {"seconds": seconds, "rule_history": history, "world_size": info.world,

@@ -12,17 +12,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from ctmri.diffusion import losses
-from ctmri.rng import make_generator
-
-
-def seed_of(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integer parts (numpy SeedSequence)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+from ctmri.rng import make_generator, seed_of
 
 
 class Batches:
@@ -77,6 +71,8 @@ class StepContext:
     process: object
     cfg: object  # config.TrainConfig
     batches: Batches
+    convention: object = None  # diffusion/precond.py convention around nets["net"] (diffusion methods)
+    sigma_data: float | None = None
     autocast: Callable[[], contextlib.AbstractContextManager] = field(default=contextlib.nullcontext)
 
 
@@ -98,11 +94,12 @@ def wgan_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
     ctx.raw["critic"].requires_grad_(False)
     try:
         with ctx.autocast():
-            g_loss, mse = losses.generator_loss(ctx.nets["net"], ctx.raw["critic"], x, c, cfg.wgan_mse_weight)
+            g_loss, mse, w_adv = losses.generator_loss(ctx.nets["net"], ctx.raw["critic"], x, c, cfg.wgan_mse_weight,
+                                                       cfg.wgan_adv_ratio, ctx.raw["net"].conv_out.weight)
         optimise(ctx.opts["net"], g_loss)
     finally:
         ctx.raw["critic"].requires_grad_(True)
-    return {"loss": g_loss.detach(), "mse": mse.detach(), "critic": d_loss.detach()}
+    return {"loss": g_loss.detach(), "mse": mse.detach(), "critic": d_loss.detach(), "adv_weight": w_adv.detach()}
 
 
 def train_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
@@ -113,9 +110,12 @@ def train_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
     net = ctx.nets["net"]
     with ctx.autocast():
         if ctx.method == "ddpm":
-            loss = losses.eps_loss(net, ctx.process, x, c, gens, ctx.cfg.ddpm_loss_weighting)
+            loss = losses.eps_loss(ctx.convention, ctx.process, x, c, gens, ctx.cfg.ddpm_loss_weighting)
         elif ctx.method == "vesde":
-            loss = losses.dsm_loss(net, ctx.process, x, c, gens)
+            cfg = ctx.cfg
+            loss = losses.dsm_loss(ctx.convention, ctx.process, x, c, gens, weighting=cfg.dsm_weighting,
+                                   sigma_data=ctx.sigma_data, sigma_distribution=cfg.sigma_distribution,
+                                   p_mean=cfg.sigma_p_mean, p_std=cfg.sigma_p_std)
         else:
             loss = losses.mse_loss(net, x, c)
     optimise(ctx.opts["net"], loss)
