@@ -169,3 +169,13 @@ def test_nan_and_empty_mask_are_clear_errors() -> None:
         M.synthrad_mae(x, x, np.zeros((16, 16), bool))
     with pytest.raises(ValueError, match="Shape mismatch"):
         M.sparsification(np.ones((4, 4)), np.ones((4, 5)), np.ones((4, 4), bool))
+
+
+def test_high_frequency_power_sees_a_checkerboard() -> None:
+    from ctmri.evaluate.metrics import high_frequency_power
+    yy, xx = np.mgrid[:32, :32]
+    smooth = np.sin(2 * np.pi * yy / 32) + np.cos(2 * np.pi * xx / 16)
+    checker = smooth + 0.5 * ((yy + xx) % 2)
+    assert high_frequency_power(smooth) < 1e-6
+    assert high_frequency_power(checker) > 0.05
+    assert high_frequency_power(np.ones((8, 8))) == 0.0
