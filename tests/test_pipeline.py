@@ -1,6 +1,7 @@
 """The whole smoke DAG (data → train → sample → evaluate → figures) through the real Makefile and papermill."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -31,14 +32,48 @@ def test_every_stage_left_its_artifacts(smoke_root: Path) -> None:
         assert (run / "checkpoints" / f"{method}.pt").stat().st_size > 0
     for sampler in SAMPLERS:
         assert (run / "samples" / f"{sampler}.npz").exists(), sampler
-    executed = sorted(p.name for p in (run / "notebooks").glob("*.ipynb"))
-    assert len(executed) == 1 + 4 + len(SAMPLERS) + 2, executed
+    executed = {p.stem for p in (run / "notebooks").glob("*.ipynb")}
+    stages = {"00_prepare_data", "03_evaluate", "04_figures", *(f"01_train_{m}" for m in ("ddpm", "vesde", "cnn", "wgan")),
+              *(f"02_sample_{s}" for s in SAMPLERS)}
+    assert stages <= executed, sorted(stages - executed)
 
 
-def test_metrics_are_finite(smoke_root: Path) -> None:
+def test_metrics_lie_in_their_physical_ranges(smoke_root: Path) -> None:
+    """Finite everywhere, and inside what each metric can be: a broken model or metric code lands outside."""
+    m = pd.read_csv(smoke_root / "runs" / "smoke" / "metrics.csv")
+    assert len(m) > 0 and np.isfinite(m.drop(columns="ssim").select_dtypes("number").to_numpy(dtype=float)).all()
+    assert m["paper_ssim"].between(-1, 1).all() and m["ssim"].dropna().between(-1, 1).all()
+    assert (m["paper_psnr"] > 0).all() and (m["psnr"] > 0).all()
+    assert m["mae"].between(0, 4024).all()                      # no error can exceed the HU window
+    assert m["bone_dice"].between(0, 1).all()
+    assert (m["seconds_per_sample"] > 0).all() and (m["nfe"] >= 1).all()
+
+
+def test_samples_agree_with_the_prepared_data_and_the_metrics(smoke_root: Path, monkeypatch) -> None:
+    """Every samples file follows the contract, holds the test split's own slices (per the manifest), stores MC
+    statistics and HU maps that match its replicates, and has one metrics row per slice and variant."""
+    from ctmri.data.intensity import model_to_hu, std_to_hu
+    from ctmri.data.prepare import load_split
+    from ctmri.sample.store import load_samples
+
+    monkeypatch.setenv("CTMRI_ROOT", str(smoke_root))
+    manifest = json.loads((smoke_root / "data" / "processed" / "smoke" / "manifest.json").read_text())
+    test = load_split("smoke", "test")
     metrics = pd.read_csv(smoke_root / "runs" / "smoke" / "metrics.csv")
-    numeric = metrics.select_dtypes("number")
-    assert len(metrics) > 0 and np.isfinite(numeric.to_numpy(dtype=float)).all()
+    for sampler in SAMPLERS:
+        d = load_samples(smoke_root / "runs" / "smoke" / "samples" / f"{sampler}.npz")
+        n = len(d["patient"])
+        assert set(d["patient"]) <= set(manifest["patients"]["test"]) and n <= manifest["n_slices"]["test"], sampler
+        np.testing.assert_array_equal(d["target"], test.target[d["test_index"]])
+        np.testing.assert_array_equal(d["cond"], test.cond[d["test_index"]])
+        np.testing.assert_allclose(d["mean"], d["samples"].mean(1), atol=1e-5)
+        if d["K"] > 1:
+            np.testing.assert_allclose(d["std"], d["samples"].std(1, ddof=1), atol=1e-5)
+        np.testing.assert_allclose(d["mean_hu"], model_to_hu(d["mean"][:, 0]), atol=0.05)
+        np.testing.assert_allclose(d["std_hu"], std_to_hu(d["std"][:, 0]), atol=0.05)
+        if sampler in ("ddpm", "ddim", "dpm++2m"):             # clip_x0 keeps the DDPM family in model space
+            assert np.abs(d["samples"]).max() <= 1 + 1e-5, sampler
+        assert (metrics["sampler"] == sampler).sum() == n * (2 if d["K"] > 1 else 1), sampler
 
 
 def test_every_claim_is_evaluated(smoke_root: Path) -> None:
