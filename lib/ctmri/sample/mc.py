@@ -65,7 +65,7 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
     cond: (N, C, H, W) array or tensor. slice_ids: the index of each slice in the test split (seeds
     use it; default 0..N-1). trajectory_slices: positions in `cond` whose replicate 0 keeps x_t and
     x0_pred every `trajectory_every` steps (0: about 10 frames), the last step, and the final sample
-    (trajectory_steps counts completed steps: 0 is the initial noise). std uses ddof = 1 (K > 1).
+    (see `trajectories`). std uses ddof = 1 (K > 1).
     """
     from tqdm.auto import tqdm
 
@@ -84,7 +84,6 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
     every = int(trajectory_every) or max(1, math.ceil(steps / 10))
     shape = (out_channels, *cond_t.shape[2:])
     samples = np.empty((n, k_rep, *shape), dtype=np.float32)
-    frames: dict[int, tuple[list[int], np.ndarray, np.ndarray]] = {}
     pairs = [(i, k) for i in range(n) for k in range(k_rep)]
     chunks = [pairs[j:j + chunk_size] for j in range(0, len(pairs), chunk_size)]
     nfe_weighted = 0.0
@@ -116,29 +115,83 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
         raise FloatingPointError(f"Sampler {sampler!r} produced NaN or inf values; check the model and step count.")
     # Trajectories are redrawn outside the timed loop (replicate 0 regenerates alone: exactly for the
     # stochastic samplers, to solver tolerance for the ODE), so recording never inflates the timing.
-    for i in traj:
-        rec = record_every(every)
-        gen = [rng.make_generator(int(seeds[i, 0]), device)]
-        final = fn(model, process, cond_t[i:i + 1].to(device), steps=steps, generator=gen, callback=rec,
-                   out_channels=out_channels, **options).detach().float().cpu()
-        frames[i] = (rec.steps + [steps], torch.cat([rec.x, final[None]]).numpy()[:, 0],
-                     torch.cat([rec.x0_pred, final[None]]).numpy()[:, 0])
-    steps_kept = frames[traj[0]][0] if traj else []
-    empty = np.zeros((len(traj), 0, *shape), dtype=np.float32)
+    if traj:
+        recorded = trajectories(model, process, sampler, cond_t[traj], seeds[traj, 0], steps=steps, every=every,
+                                chunk_size=chunk_size, options=options, out_channels=out_channels, device=device)
+    else:
+        recorded = {"trajectory": np.zeros((0, 0, *shape), dtype=np.float32),
+                    "trajectory_x0": np.zeros((0, 0, *shape), dtype=np.float32),
+                    **{k: np.zeros(0) for k in ("trajectory_steps", "trajectory_t", "trajectory_sigma", "trajectory_nfe")}}
     return {
         "samples": samples,
         "mean": samples.mean(axis=1),
         "std": samples.std(axis=1, ddof=1) if k_rep > 1 else np.zeros((n, *shape), dtype=np.float32),
         "seeds": seeds,
-        "trajectory": np.stack([frames[i][1] for i in traj]) if traj else empty,
-        "trajectory_x0": np.stack([frames[i][2] for i in traj]) if traj else empty,
+        **recorded,
         "trajectory_slices": np.asarray(traj, dtype=np.int64),
-        "trajectory_steps": np.asarray(steps_kept, dtype=np.int64),
         "seconds_total": float(seconds),
         "seconds_per_sample": float(seconds / (n * k_rep)),
         "nfe": float(nfe_weighted / (n * k_rep)),
         "steps": int(steps),
     }
+
+
+class _CountingModel:
+    """A model wrapper that counts calls and keeps the time of the last one (the state a callback reports)."""
+
+    def __init__(self, model: Callable[..., torch.Tensor]):
+        self.model, self.calls, self.t = model, 0, float("nan")
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.t = float(torch.as_tensor(t).reshape(-1)[0])
+        return self.model(x, y, t)
+
+
+def noise_level(process, t: float) -> float:
+    """The noise std of x_t: sqrt(1 - abar_t) for the DDPM (integer t), marginal_std(t) for the VE-SDE."""
+    if process.kind == "ddpm":
+        return float((1 - process.alphas_cumprod[int(round(t))]).sqrt())
+    return float(process.marginal_std(t))
+
+
+def trajectories(model: Callable[..., torch.Tensor], process, sampler: str, cond, seeds: Sequence[int], *, steps: int,
+                 every: int, chunk_size: int = 256, options: Optional[dict] = None, out_channels: int = 1,
+                 device=None, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Reverse trajectories of the conditions `cond` (S, C, H, W), element s drawing its noise from `seeds[s]`.
+
+    Keeps x_t and x0_pred every `every` steps, the last step and the final sample: `trajectory`,
+    `trajectory_x0` (S, F, C, H, W); per frame (F,): `trajectory_steps` (completed steps, 0 = the
+    initial noise), `trajectory_t` (the network's time: DDPM index or VE-SDE t), `trajectory_sigma`
+    (noise std of x_t) and `trajectory_nfe` (network calls spent before the frame; NaN for the
+    adaptive ODE). The final frame has t = sigma = 0 and the sampler's NFE. Same seeds give the
+    same draws as `monte_carlo`. progress(done, total) is called after each chunk.
+    """
+    device = torch.device(device or default_device())
+    fn = get_sampler(sampler, process)
+    cond_t = torch.as_tensor(np.asarray(cond, dtype=np.float32))
+    xs, x0s, per_frame = [], [], None
+    for j in range(0, len(seeds), chunk_size):
+        timed, rec, at, info = _CountingModel(model), record_every(every), {}, {}
+
+        def callback(i: int, x: torch.Tensor, x0: torch.Tensor) -> None:
+            at[i] = (timed.t, timed.calls - 1)
+            rec(i, x, x0)
+
+        gens = [rng.make_generator(int(sd), device) for sd in seeds[j:j + chunk_size]]
+        final = fn(timed, process, cond_t[j:j + chunk_size].to(device), steps=steps, generator=gens,
+                   callback=callback, info=info, out_channels=out_channels, **(options or {})).detach().float().cpu()
+        xs.append(torch.cat([rec.x, final[None]]).numpy().swapaxes(0, 1))
+        x0s.append(torch.cat([rec.x0_pred, final[None]]).numpy().swapaxes(0, 1))
+        kept = rec.steps
+        per_frame = np.array([(i, at[i][0], noise_level(process, at[i][0]),
+                               np.nan if sampler == "ode" else at[i][1]) for i in kept]
+                             + [(len(at), 0.0, 0.0, info["nfe"])], dtype=np.float64)
+        if progress is not None:
+            progress(min(j + chunk_size, len(seeds)), len(seeds))
+    return {"trajectory": np.concatenate(xs).astype(np.float32), "trajectory_x0": np.concatenate(x0s).astype(np.float32),
+            "trajectory_steps": per_frame[:, 0].astype(np.int64), "trajectory_t": per_frame[:, 1],
+            "trajectory_sigma": per_frame[:, 2], "trajectory_nfe": per_frame[:, 3]}
 
 
 def regenerate(model: Callable[..., torch.Tensor], process, sampler: str, cond_slice, *, slice_id: int, replicate: int,
@@ -194,7 +247,8 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                                f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
     sel = _select_slices(len(data), max_slices)
     cond, target = data.cond[sel], data.target[sel]
-    trajectory_slices = [j for j, i in enumerate(sel) if i in set(prof.sample.trajectory_slices)] or [0]
+    wanted = set(prof.sample.trajectory_slices)      # () = every evaluated slice
+    trajectory_slices = [j for j, i in enumerate(sel) if not wanted or i in wanted] or [0]
     res = monte_carlo(loaded.model, loaded.process, sampler, cond, mc_samples=mc_samples, steps=steps,
                       base_seed=prof.sample.seed, chunk_size=prof.sample.chunk_size, slice_ids=sel,
                       trajectory_slices=trajectory_slices, trajectory_every=prof.sample.trajectory_every,
