@@ -1,5 +1,5 @@
 # ctmri: every stage of the study is a file target; `make reproduce` walks the DAG through papermill.
-#   make setup | test | reproduce [PROFILE=cpu] | reproduce-min | bench | lab | clean
+#   make setup | test | reproduce [PROFILE=cpu] | reproduce-min | demo | bench | lab | clean
 # ROOT is where data/, runs/ and figures/ go (default: this folder); tests use a scratch ROOT.
 
 SHELL      := /bin/bash
@@ -33,6 +33,7 @@ CKPTS      := $(foreach m,$(METHODS),$(RUN)/checkpoints/$(m).trained)
 SAMPLES    := $(foreach s,$(SAMPLERS),$(RUN)/samples/$(s).npz)
 METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
+EXPLORE    := $(NBOUT)/05_explore.html
 
 DATA_LIB   := $(call PKG,data)
 TRAIN_LIB  := $(call PKG,data diffusion models train)
@@ -50,7 +51,7 @@ define run_notebook
 	status=$$?; echo "$(2) $$(( $$(date +%s) - start )) s" | tee -a $(RUN)/stage_seconds.txt; exit $$status
 endef
 
-.PHONY: setup test test-unit test-pipeline test-notebooks reproduce reproduce-min data train sample evaluate figures bench lab clean
+.PHONY: setup test test-unit test-pipeline test-notebooks reproduce reproduce-min demo data train sample evaluate figures explore bench lab clean
 
 setup: $(STAMP)
 
@@ -68,6 +69,7 @@ train: $(CKPTS)
 sample: $(SAMPLES)
 evaluate: $(METRICS)
 figures: $(FIGURES)
+explore: $(EXPLORE)
 
 $(DATA): notebooks/00_prepare_data.ipynb $(DATA_LIB) | $(STAMP)
 	$(call run_notebook,$<,00_prepare_data,-p dataset $(DATASET) -p data_dir "$(DATA_DIR)" -p direction $(DIRECTION))
@@ -97,11 +99,22 @@ $(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(FIG_LIB) | $(STAMP)
 	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/stage_seconds.txt $(ROOT)/figures/$(PROFILE)/
 	@touch $@
 
-reproduce: $(FIGURES)
+# The explorer notebook, executed and exported with its self-contained animation (plays offline).
+$(EXPLORE): notebooks/05_explore.ipynb $(SAMPLES) $(call PKG,data models sample figures) | $(STAMP)
+	$(call run_notebook,$<,05_explore,)
+
+reproduce: $(FIGURES) $(EXPLORE)
 	@echo "Done: $(RUN)/summary.md, $(RUN)/claims.md, $(ROOT)/figures/$(PROFILE)/ (stage times: $(RUN)/stage_seconds.txt)"
 
 reproduce-min:
 	$(MAKE) reproduce PROFILE=smoke
+
+# Ten minutes from clone to a real reverse diffusion: the demo profile's data, its DDPM (a few minutes of
+# training) and the DDPM-family samplers, then the explorer notebook; no evaluation or figures.
+demo:
+	@start=$$(date +%s); $(MAKE) explore PROFILE=demo SAMPLERS="$(DDPM_SAMPLERS)" && \
+	echo "demo: $$(( $$(date +%s) - start )) s. Open $(ROOT)/runs/demo/notebooks/05_explore.html, or run \
+	\`make lab\` and open notebooks/05_explore.ipynb (profile = \"demo\")."
 
 # ---- tests -------------------------------------------------------------------------------------
 TEST_ROOT := $(CURDIR)/build/test-root
@@ -115,7 +128,7 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf runs data/processed data/raw build figures/smoke
