@@ -116,3 +116,23 @@ def test_animation_is_self_contained(run):
 
     html = reverse_process_animation("demo", ["ddpm", "em", "cnn"]).data
     assert "<script" in html and "data:image/png;base64" in html and "https://" not in html
+
+
+def test_replicate_trajectory_is_regenerated_from_the_checkpoint(run, monkeypatch):
+    from types import SimpleNamespace
+
+    from ctmri.diffusion.processes import DDPM
+    from ctmri.figures import explorer_regen
+    from ctmri.figures.explorer import Explorer
+    from explorer_fake_run import toy_model
+
+    d = run["ddpm"]
+    fake = SimpleNamespace(model=toy_model(DDPM(100), d["cond"], d["target"]), process=DDPM(100))
+    monkeypatch.setattr(explorer_regen, "_model", lambda profile, method: fake)
+    ex = Explorer("demo", ["ddpm"])
+    ex.step.value, ex.slice.value, ex.replicate.value = 0, 1, 2
+    assert "regenerated from the checkpoint" in ex.info.value
+    start = ex.panels[("x_t", "ddpm")]
+    assert not np.allclose(start, model_to_hu(d["trajectory"][1, 0, 0]))      # its own initial noise
+    ex.step.value = ex.step.max
+    np.testing.assert_allclose(ex.panels[("x_t", "ddpm")], model_to_hu(d["samples"][1, 2, 0]), atol=0.05)

@@ -6,6 +6,7 @@ redrawn exactly (to solver tolerance for the ODE) with the same settings as the 
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -33,11 +34,16 @@ def regenerate_trajectory(profile: str, sampler: str, data: dict, pos: int, repl
 
     loaded = _model(profile, mc.sampler_method(sampler))
     prof = get_profile(profile)
-    _, options = mc.sampler_settings(prof, sampler)
+    options = json.loads(str(data["provenance"])).get("options") if "provenance" in data else None
+    if options is None:
+        options = mc.sampler_settings(prof, sampler)[1]
     steps = data["trajectory_steps"]
     every = int(steps[1] - steps[0]) if len(steps) > 2 else max(int(steps[-1]), 1)
-    test_index = int(data["test_index"][pos]) if "test_index" in data else pos
-    seed = rng.replicate_seed(prof.sample.seed, test_index, replicate)
+    if "seeds" in data:                                   # the seed this replicate was drawn with
+        seed = int(data["seeds"][pos, replicate])
+    else:
+        test_index = int(data["test_index"][pos]) if "test_index" in data else pos
+        seed = rng.replicate_seed(prof.sample.seed, test_index, replicate)
     if progress is not None:
         progress(0, 1)
     rec = mc.trajectories(loaded.model, loaded.process, sampler, data["cond"][pos:pos + 1], [seed],

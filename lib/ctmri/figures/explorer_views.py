@@ -188,9 +188,9 @@ def animation_html(data: dict[str, dict], pos: int = 0, window: str = "full", fp
 
 
 # matplotlib's player draws its buttons with Font Awesome from a CDN: offline they would be blank.
-_ICONS = {"fa fa-minus": "−", "fa fa-fast-backward": "⏮", "fa fa-step-backward": "⏴︎|",
-          "fa fa-play fa-flip-horizontal": "◀", "fa fa-pause": "⏸", "fa fa-play": "▶",
-          "fa fa-step-forward": "|⏵︎", "fa fa-fast-forward": "⏭", "fa fa-plus": "+"}
+_ICONS = {"fa fa-minus": "−", "fa fa-fast-backward": "|◀◀", "fa fa-step-backward": "◀|",
+          "fa fa-play fa-flip-horizontal": "◀", "fa fa-pause": "||", "fa fa-play": "▶",
+          "fa fa-step-forward": "|▶", "fa fa-fast-forward": "▶▶|", "fa fa-plus": "+"}
 
 
 def offline(html: str) -> str:
