@@ -41,12 +41,15 @@ def check_sampler(sampler: str) -> str:
     raise ExplorerError(f"Unknown sampler {sampler!r}.{hint} Known samplers: {', '.join(ORDER)}.")
 
 
+def make_command(profile: str) -> str:
+    """The make target that samples a profile."""
+    return {"demo": "make demo", "smoke": "make reproduce-min"}.get(profile, f"make reproduce PROFILE={profile}")
+
+
 def missing_run_message(profile: str, sampler: str) -> str:
-    make = "make demo" if profile == "demo" else ("make reproduce-min" if profile == "smoke"
-                                                   else f"make reproduce PROFILE={profile}")
     return (f"No samples of {sampler!r} for profile {profile!r} at {paths.samples_path(profile, sampler)}. "
-            f"Run `{make}` (the whole pipeline) or `ctmri sample --profile {profile} --sampler {sampler}` "
-            f"(needs its trained model).")
+            f"Run `{make_command(profile)}` (the whole pipeline) or `ctmri sample --profile {profile} "
+            f"--sampler {sampler}` (needs its trained model).")
 
 
 def available_samplers(profile: str) -> list[str]:
@@ -59,8 +62,8 @@ def open_run(profile: str, samplers: list[str] | tuple[str, ...] | str | None = 
     samplers = [samplers] if isinstance(samplers, str) else list(samplers or available_samplers(profile))
     if not samplers:
         raise ExplorerError(f"No samples at all for profile {profile!r} under {paths.run_dir(profile) / 'samples'}. "
-                            + ("Run `make demo` (about ten minutes)." if profile == "demo" else
-                               f"Run `make demo` for a ten-minute run, or `make reproduce PROFILE={profile}`."))
+                            + f"Run `{make_command(profile)}`"
+                            + ("." if profile == "demo" else ", or `make demo` for a ten-minute run."))
     out = {}
     for s in samplers:
         path = paths.samples_path(profile, check_sampler(s))
