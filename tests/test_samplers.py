@@ -23,7 +23,9 @@ import pytest
 import torch
 
 from ctmri.diffusion.processes import DDPM, VESDE
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, karras_sigmas, record_every
+from ctmri.diffusion.grids import karras_sigmas
+from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler
+from ctmri.diffusion.trajectory import record_every
 
 S = 0.3                       # data std
 B, H, W = 16, 32, 32
@@ -64,7 +66,7 @@ def slope(out: torch.Tensor, m: torch.Tensor) -> float:
 
 def ddpm_chain_std(steps: int, variance: str) -> float:
     """Std of x0 - mu after the respaced ancestral chain with the exact eps (the chain is linear-Gaussian)."""
-    from ctmri.diffusion.samplers import respaced_timesteps
+    from ctmri.diffusion.grids import respaced_timesteps
     taus = respaced_timesteps(DP.num_steps, steps)
     abar = DP.alphas_cumprod[torch.from_numpy(taus)].tolist()
     v, m_coef = 1.0, 0.0               # var of x, and mean of x as m_coef * mu (x_T ~ N(0, 1))
@@ -109,6 +111,8 @@ STOCHASTIC_CASES = [
     ("em", 500, {"noise_removal": False}, 0.01),
     ("pc", 250, {"corrector_steps": 1}, 0.02),
     ("pc", 250, {"corrector_steps": 1, "norm": "batch"}, 0.02),     # Song's batch-averaged norms
+    ("dpm++2m-sde", 50, {}, 0.02),
+    ("heun-churn", 50, {}, 0.02),
 ]
 
 
@@ -133,6 +137,7 @@ def test_stochastic_sampler_recovers_gaussian(name, steps, options, budget):
         assert abs(float(r.std()) - em_chain_std(steps, options.get("noise_removal", True))) / S < 5 * SE_RATIO
     expected_nfe = steps * (options.get("corrector_steps", 1) + 1) if name == "pc" else steps
     expected_nfe += int(name in ("em", "pc") and options.get("noise_removal", True))
+    expected_nfe = 2 * steps - 1 if name == "heun-churn" else expected_nfe
     assert info["nfe"] == expected_nfe
 
 
@@ -167,6 +172,7 @@ DETERMINISTIC_CASES = [
     ("ode", 10, {}, 0.001),
     ("ode", 10, {"noise_removal": False}, 0.001),
     ("heun", 50, {}, 0.005),
+    ("dpm++2m-ve", 20, {}, 0.03),
 ]
 
 
@@ -235,7 +241,7 @@ def test_ddpm_draws_its_prior_from_the_generator():
 
 # --------------------------------------------------------------------- callbacks and trajectories
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "denoise"])   # denoise: one call, tested below
 def test_callback_every_step_and_record_every(name):
     process, model, y = setup(name)
     seen = []
@@ -250,7 +256,8 @@ def test_callback_every_step_and_record_every(name):
                    callback=rec)
     assert rec.steps == [0, 4, 8, 9]
     assert rec.x.shape == rec.x0_pred.shape == (4, 2, 1, H, W)
-    torch.testing.assert_close(rec.x[0], x_init[[0, 2]])     # step 0 sees the initial noise
+    if name != "heun-churn":                                  # churn adds noise before its first evaluation
+        torch.testing.assert_close(rec.x[0], x_init[[0, 2]])     # step 0 sees the initial noise
 
 
 def test_record_every_keeps_last_once():
@@ -313,7 +320,8 @@ def test_clip_x0_keeps_a_wild_model_inside_model_space(name: str) -> None:
 
 NEAR_S = 10.0 / 2012.0        # x0 ~ N(mu(y), (10 HU)^2) in model space (2012 HU per unit)
 NEAR_CASES = [("ddpm", 250, {}), ("ddim", 50, {}), ("dpm++2m", 20, {}), ("em", 250, {}), ("pc", 125, {}),
-              ("ode", 10, {"rtol": 1e-4, "atol": 1e-4}), ("heun", 20, {})]
+              ("ode", 10, {"rtol": 1e-4, "atol": 1e-4}), ("heun", 20, {}), ("dpm++2m-ve", 13, {}),
+              ("dpm++2m-sde", 13, {}), ("heun-churn", 13, {}), ("denoise", 1, {})]
 
 
 @pytest.mark.parametrize("name,steps,options", NEAR_CASES)
@@ -337,4 +345,15 @@ def test_near_deterministic_posterior_leaves_no_noise(name, steps, options):
         raw = SAMPLERS[name](score, process, y, steps=steps, generator=torch.Generator().manual_seed(9),
                              noise_removal=False)
         assert float((raw - mu(y)).std()) > 3 * NEAR_S
+
+
+def test_one_call_denoiser_is_tweedie_at_sigma_max():
+    """denoise: D(x_T, std(1)) = mu + s^2 / (s^2 + std(1)^2) (x_T - mu) for Gaussian data, exactly, in one call."""
+    process, model, y = setup("denoise")
+    x_init = process.prior_sample((B, 1, H, W), torch.Generator().manual_seed(4))
+    info: dict = {}
+    out = SAMPLERS["denoise"](model, process, y, steps=1, x_init=x_init, info=info)
+    sd = float(VE.marginal_std(1.0))
+    assert torch.allclose(out, mu(y) + S**2 / (S**2 + sd**2) * (x_init - mu(y)), atol=1e-5) and info["nfe"] == 1
+    assert torch.equal(SAMPLERS["denoise"](model, process, y, steps=7, x_init=x_init), out)   # steps ignored
 

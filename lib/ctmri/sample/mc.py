@@ -18,7 +18,8 @@ import torch
 from ctmri import paths
 from ctmri import rng
 from ctmri.config import Profile, get_profile
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler, record_every
+from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler
+from ctmri.diffusion.trajectory import record_every
 
 ONE_PASS = ("cnn", "wgan")
 ALL_SAMPLERS = (*SAMPLERS, *ONE_PASS)
@@ -37,7 +38,8 @@ def sampler_settings(profile: Profile, sampler: str) -> tuple[int, dict[str, Any
     """Default (steps, options) of a sampler from `profile.sample`."""
     s = profile.sample
     steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps, "dpm++2m": s.dpm_steps, "em": s.em_steps,
-             "pc": s.pc_steps, "heun": s.heun_steps, "ode": 10, "cnn": 1, "wgan": 1}
+             "pc": s.pc_steps, "heun": s.heun_steps, "ode": 10, "cnn": 1, "wgan": 1, "denoise": 1,
+             "dpm++2m-ve": s.fast_steps, "dpm++2m-sde": s.fast_steps, "heun-churn": s.fast_steps}
     options = {"em": {"noise_removal": s.noise_removal},
                "pc": {"corrector_steps": s.pc_corrector_steps, "snr": s.snr, "noise_removal": s.noise_removal},
                "ode": {"rtol": s.ode_rtol, "atol": s.ode_atol, "noise_removal": s.noise_removal},
