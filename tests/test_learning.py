@@ -3,7 +3,7 @@
 Task: 8x8 conditions y (smooth random fields in [-1, 1]); the target is a fixed function that needs context,
 x0 = clip(0.8 * flip_lr(y) + 0.1, -1, 1). The error of the constant answer (the mean target) is the scale;
 a method that does not learn (e.g. a VE network whose high-noise denoiser stays at 0) stays near it.
-The bounds are ~2x the errors measured when the test was written (comment per method).
+The bounds are ~2x the errors measured when the test was written (comment above CASES).
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 PROFILE = C.get_profile(
     "smoke", data=C.DataConfig(image_size=8),
     model=C.ModelConfig(base_channels=16, channel_mults=(1, 2)),
-    train=C.TrainConfig(batch_size=8, lr=2e-3, log_every=50, checkpoint_every=10_000, n_critic=1, ema_decay=0.95))
-STEPS = 300
+    train=C.TrainConfig(batch_size=16, lr=2e-3, log_every=50, checkpoint_every=10_000, n_critic=1, ema_decay=0.95,
+                        ddpm_loss_weighting="min-snr-5"))
+STEPS = {"cnn": 300, "wgan": 300, "vesde": 300, "ddpm": 600}   # eps-prediction learns the condition slowest
 
 
 def task(n: int = 32, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -35,9 +36,10 @@ def task(n: int = 32, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return cond, np.clip(0.8 * cond[:, :, :, ::-1] + 0.1, -1, 1).astype(np.float32)
 
 
-# (method, sampler, steps, bound on MAE / MAE of the constant answer; measured in brackets)
-CASES = [("cnn", None, 0, 0.35), ("wgan", None, 0, 0.45), ("ddpm", "ddpm", 50, 0.5), ("ddpm", "ddim", 20, 0.5),
-         ("vesde", "em", 50, 0.5), ("vesde", "heun", 10, 0.5)]
+# (method, sampler, steps, bound on MAE / MAE of the constant answer); measured when written: cnn 0.089,
+# wgan 0.086, ddpm-50 0.182, ddim-20 0.335, em-50 0.336, heun-10 0.218 (a net that does not learn: ~1)
+CASES = [("cnn", None, 0, 0.2), ("wgan", None, 0, 0.2), ("ddpm", "ddpm", 50, 0.4), ("ddpm", "ddim", 20, 0.65),
+         ("vesde", "em", 50, 0.65), ("vesde", "heun", 10, 0.45)]
 OPTIONS = {"ddpm": {"clip_x0": True}, "ddim": {"clip_x0": True}}   # the profiles' default (Ho et al.'s clip_denoised)
 
 
@@ -48,7 +50,7 @@ def trained(tmp_path_factory) -> dict[str, str]:
     out = {}
     for method in ("cnn", "wgan", "ddpm", "vesde"):
         torch.set_num_threads(1)
-        r = train(PROFILE, method, steps=STEPS, dataset=data, progress=False, checkpoint=root / f"{method}.pt")
+        r = train(PROFILE, method, steps=STEPS[method], dataset=data, progress=False, checkpoint=root / f"{method}.pt")
         out[method] = r["checkpoint"]
     return out
 
