@@ -124,8 +124,11 @@ test: setup
 	rm -rf $(TEST_ROOT)/nbval
 	CTMRI_ROOT=$(TEST_ROOT)/nbval $(PY) -m pytest --nbval-lax -q -p no:cacheprovider notebooks
 
+# Benchmarks of the profile's trained run (after `make reproduce PROFILE=...`): benchmarks/results/results.md|json
+# and quality_vs_nfe.png. BENCH_ARGS passes options on, e.g. BENCH_ARGS="--only quality --mc 4" (run_all.py --help).
+BENCH_ARGS ?=
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --profile $(PROFILE) $(BENCH_ARGS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)

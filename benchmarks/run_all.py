@@ -1,17 +1,127 @@
-"""Run every benchmarks/bench_*.py in turn (one heavy job at a time); results land in benchmarks/results/."""
+"""`make bench`: every benchmark of a profile in turn (one heavy job at a time), one combined report.
+
+Sections: quality against NFE (bench_quality.py), sampler overhead + peak memory per sampler + batched MC vs one
+replicate at a time (bench_sampling.py), training throughput per method and speed option + peak memory per
+method (bench_train.py), bf16 vs fp32 training quality (bench_precision.py), and the stage wall times of
+`make reproduce` (runs/<profile>/stage_seconds.txt, figures/<profile>/stage_seconds.txt). Writes
+<out>/results.md and <out>/results.json (with provenance and the machine) and each section's own
+<name>.json|md, plus quality_vs_nfe.png. A section that fails is reported in both files and makes the exit
+status 1; the others still run. Needs the profile's prepared data and trained checkpoints
+(`make reproduce PROFILE=<profile>`).
+
+    python benchmarks/run_all.py [--profile cpu] [--out benchmarks/results] [--quick] [--only quality stages]
+        [--mc 4] [--slices 6] [--quality-steps 600] [--time-budget 540]
+"""
 from __future__ import annotations
 
-import subprocess
+import argparse
 import sys
+import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_precision  # noqa: E402
+import bench_quality  # noqa: E402
+import bench_sampling  # noqa: E402
+import bench_train  # noqa: E402
+from common import base_parser, machine, machine_line, save_section, table  # noqa: E402
+
+from ctmri import paths  # noqa: E402
+from ctmri.diffusion.samplers import SAMPLERS  # noqa: E402
+from ctmri.provenance import provenance, write_json  # noqa: E402
+
+# section name -> (module, the run_all options it takes)
+SECTIONS = {"quality": (bench_quality, ("mc", "slices", "time_budget")),
+            "sampling": (bench_sampling, ()),
+            "train_throughput": (bench_train, ()),
+            "precision": (bench_precision, ("mc", "slices", "quality_steps")),
+            "stages": (None, ())}
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = base_parser(__doc__)
+    ap.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), help="sections to run")
+    ap.add_argument("--mc", type=int, default=None, help="MC replicates K (quality, precision; default 4)")
+    ap.add_argument("--slices", type=int, default=None, help="test slices (quality, precision; default 6)")
+    ap.add_argument("--quality-steps", type=int, default=None, help="bf16 vs fp32 training steps (default 600)")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds for the quality sweep (default 540)")
+    return ap.parse_args(argv)
+
+
+def stage_times(profile: str) -> dict[str, Any]:
+    """The `make reproduce` stage wall times: {file: [[stage, seconds], ...]}, later lines of a rerun stage kept too."""
+    out: dict[str, Any] = {}
+    for path in (paths.run_dir(profile) / "stage_seconds.txt", paths.figures_dir(profile) / "stage_seconds.txt"):
+        if path.exists():
+            rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+            out[str(path.relative_to(paths.project_root()))] = [[r[0], float(r[1])] for r in rows
+                                                                if len(r) >= 2 and r[1].replace(".", "", 1).isdigit()]
+    return {"profile": profile, "files": out}
+
+
+def stages_markdown(sec: dict) -> list[str]:
+    lines = ["## Stage wall times of `make reproduce`", ""]
+    if not sec["files"]:
+        return lines + [f"No stage_seconds.txt for profile {sec['profile']} (run `make reproduce PROFILE="
+                        f"{sec['profile']}`).", ""]
+    for name, rows in sec["files"].items():
+        total = sum(s for _, s in rows)
+        lines += [f"`{name}` ({total / 60:.1f} min in all; a stage listed twice ran twice):", "",
+                  *table(["stage", "seconds"], [(st, f"{s:.0f}") for st, s in rows]), ""]
+    return lines
+
+
+def section_argv(a: argparse.Namespace, takes: tuple[str, ...]) -> list[str]:
+    argv = ["--profile", a.profile, "--out", str(a.out), "--device", a.device] + (["--quick"] if a.quick else [])
+    for name in takes:
+        value = getattr(a, name)
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"profile": a.profile, "quick": a.quick, "machine": machine(a.device),
+                              "samplers": list(SAMPLERS), "sections": {}, "errors": {}, "seconds": {}}
+    body: list[str] = []
+    for name in a.only:
+        module, takes = SECTIONS[name]
+        print(f"== {name}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            if module is None:
+                sec = stage_times(a.profile)
+                lines = stages_markdown(sec)
+            else:
+                sec = module.run(module.parse(section_argv(a, takes)))
+                lines = module.markdown(sec)
+            save_section(a.out, name, sec, lines)
+            report["sections"][name] = sec
+            body += lines
+        except Exception as err:                  # report it, run the other sections
+            traceback.print_exc()
+            report["errors"][name] = f"{type(err).__name__}: {err}"
+            body += [f"## {name}", "", f"**Failed**: {type(err).__name__}: {err}", ""]
+        report["seconds"][name] = round(time.perf_counter() - t0, 1)
+    report["provenance"] = provenance(a.profile, benchmark="run_all", argv=argv if argv is not None else sys.argv[1:])
+    write_json(a.out / "results.json", report)
+    head = [f"# Benchmarks ({a.profile} profile{', --quick' if a.quick else ''})", "",
+            f"Measured on {machine_line(report['machine'])}. Commit {report['provenance']['git_commit']}, "
+            f"{report['provenance']['created']}. Ratios are measured within one run; absolute times hold for this "
+            f"machine only. Section wall times: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items()) + ".", ""]
+    if report["errors"]:
+        head += [f"**Failed sections**: {', '.join(report['errors'])}.", ""]
+    (a.out / "results.md").write_text("\n".join(head + body) + "\n")
+    print(f"Wrote {a.out / 'results.md'} and {a.out / 'results.json'}", flush=True)
+    return 1 if report["errors"] else 0
+
 
 if __name__ == "__main__":
-    failed = []
-    for script in sorted(HERE.glob("bench_*.py")):
-        print(f"== {script.name}", flush=True)
-        if subprocess.run([sys.executable, str(script)]).returncode != 0:
-            failed.append(script.name)
-    if failed:
-        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+    sys.exit(main())
