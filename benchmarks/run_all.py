@@ -15,6 +15,7 @@ status 1; the others still run. Needs the profile's prepared data and trained ch
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -45,6 +46,8 @@ SECTIONS = {"quality": (bench_quality, ("mc", "slices", "time_budget")),
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = base_parser(__doc__)
     ap.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), help="sections to run")
+    ap.add_argument("--keep", action="store_true",
+                    help="also report the sections of earlier runs found in --out (run sections in turns)")
     ap.add_argument("--mc", type=int, default=None, help="MC replicates K (quality, precision; default 4)")
     ap.add_argument("--slices", type=int, default=None, help="test slices (quality, precision; default 6)")
     ap.add_argument("--quality-steps", type=int, default=None, help="bf16 vs fp32 training steps (default 600)")
@@ -109,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             report["errors"][name] = f"{type(err).__name__}: {err}"
             body += [f"## {name}", "", f"**Failed**: {type(err).__name__}: {err}", ""]
         report["seconds"][name] = round(time.perf_counter() - t0, 1)
+    if a.keep:                                    # sections run earlier into the same folder (`--only` in turns)
+        for name in SECTIONS:
+            if name not in a.only and (a.out / f"{name}.json").exists() and (a.out / f"{name}.md").exists():
+                report["sections"][name] = json.loads((a.out / f"{name}.json").read_text())
+                body += (a.out / f"{name}.md").read_text().splitlines() + [""]
     report["provenance"] = provenance(a.profile, benchmark="run_all", argv=argv if argv is not None else sys.argv[1:])
     write_json(a.out / "results.json", report)
     head = [f"# Benchmarks ({a.profile} profile{', --quick' if a.quick else ''})", "",
