@@ -33,25 +33,10 @@ def dpmpp_2m_ve(model: Model, process: VESDE, y: torch.Tensor, *, steps: int, ge
                 callback: Optional[Callback] = None, rho: float = 7.0, out_channels: int = 1,
                 x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
     """DPM-Solver++(2M) in sigma space (Lu et al. 2022, Alg. 2 with alpha = 1, lambda = -ln sigma):
-    x_{i+1} = (sigma_{i+1}/sigma_i) x_i + (1 - e^{-h_i}) D_hat_i, D_hat = (1 + 1/2r) D_i - (1/2r) D_{i-1}. NFE = steps."""
+    x_{i+1} = (sigma_{i+1}/sigma_i) x_i + (1 - e^{-h_i}) D_hat_i, D_hat = (1 + 1/2r) D_i - (1/2r) D_{i-1}. NFE = steps.
+    (The SDE variant below with eta = 0 is exactly this update.)"""
     require_process("dpm++2m-ve", process, "vesde")
-    sig = _sigmas(process, steps, rho)
-    denoise = _denoiser(model, process, y)
-    x = initial_state(process, y, generator, x_init, out_channels)
-    d_prev, h_prev = None, None
-    for i in range(len(sig) - 1):
-        d = denoise(x, sig[i])
-        if callback is not None:
-            callback(i, x, d)
-        if sig[i + 1] == 0:
-            x = d
-            break
-        h = math.log(sig[i] / sig[i + 1])
-        d_hat = d if d_prev is None else (1 + h / (2 * h_prev)) * d - h / (2 * h_prev) * d_prev
-        x = (sig[i + 1] / sig[i]) * x - math.expm1(-h) * d_hat
-        d_prev, h_prev = d, h
-    set_nfe(info, len(sig) - 1)
-    return x
+    return _dpmpp_2m_sigma(model, process, y, steps, generator, callback, 0.0, rho, out_channels, x_init, info)
 
 
 @torch.no_grad()
@@ -62,6 +47,13 @@ def dpmpp_2m_sde_ve(model: Model, process: VESDE, y: torch.Tensor, *, steps: int
     x' = (sigma'/sigma) e^{-eta h} x + (1 - e^{-(1+eta) h}) D (+ second-order term) + sigma' sqrt(1 - e^{-2 eta h}) z.
     NFE = steps."""
     require_process("dpm++2m-sde", process, "vesde")
+    return _dpmpp_2m_sigma(model, process, y, steps, generator, callback, eta, rho, out_channels, x_init, info)
+
+
+def _dpmpp_2m_sigma(model: Model, process: VESDE, y: torch.Tensor, steps: int, generator: GeneratorArg,
+                    callback: Optional[Callback], eta: float, rho: float, out_channels: int,
+                    x_init: Optional[torch.Tensor], info: Optional[dict]) -> torch.Tensor:
+    """The DPM-Solver++(2M) loop on the Karras grid; eta = 0 deterministic, eta > 0 the SDE variant."""
     sig = _sigmas(process, steps, rho)
     denoise = _denoiser(model, process, y)
     x = initial_state(process, y, generator, x_init, out_channels)

@@ -44,19 +44,8 @@ def euler_maruyama(model: Model, process: VESDE, y: torch.Tensor, *, steps: int,
     (`_tweedie_at_eps`, NFE = steps + 1); off: the last step returns its mean, leaving std(eps_s) of noise.
     """
     require_process("em", process, "vesde")
-    x = initial_state(process, y, generator, x_init, out_channels)
-    times, dt, g2, std2, ts = _sde_grid(process, steps, x)
-    for i in range(len(times)):
-        s = model(x, y, ts[i])
-        if callback is not None:
-            callback(i, x, x + std2[i] * s)
-        mean = x + (g2[i] * dt) * s
-        last = i == len(times) - 1
-        x = mean + math.sqrt(g2[i] * dt) * noise_like(x, generator) if (noise_removal or not last) else mean
-    if noise_removal:
-        x = _tweedie_at_eps(model, process, x, y)
-    set_nfe(info, len(times) + int(noise_removal))
-    return x
+    return _reverse_sde(model, process, y, steps, generator, callback, 0, 0.0, "sample", noise_removal,
+                        out_channels, x_init, info)
 
 
 def langevin_step_size(score: torch.Tensor, z: torch.Tensor, snr: float, norm: str = "sample") -> torch.Tensor:
@@ -87,6 +76,14 @@ def predictor_corrector(model: Model, process: VESDE, y: torch.Tensor, *, steps:
     require_process("pc", process, "vesde")
     if corrector_steps < 0:
         raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}.")
+    return _reverse_sde(model, process, y, steps, generator, callback, corrector_steps, snr, norm, noise_removal,
+                        out_channels, x_init, info)
+
+
+def _reverse_sde(model: Model, process: VESDE, y: torch.Tensor, steps: int, generator: GeneratorArg,
+                 callback: Optional[Callback], corrector_steps: int, snr: float, norm: str, noise_removal: bool,
+                 out_channels: int, x_init: Optional[torch.Tensor], info: Optional[dict]) -> torch.Tensor:
+    """The reverse-SDE loop of eq. (30) with M Langevin corrector steps per time (M = 0: Euler–Maruyama)."""
     x = initial_state(process, y, generator, x_init, out_channels)
     times, dt, g2, std2, ts = _sde_grid(process, steps, x)
     for i in range(len(times)):
