@@ -23,8 +23,8 @@ NOTES = {
     "smoke": "Profile <b>smoke</b> only tests that the pipeline runs: its models are trained for a few steps, so "
              "every panel is noise. For a real reverse diffusion run <code>make demo</code> (about ten minutes) "
              "and set <code>profile = \"demo\"</code>, or <code>make reproduce</code> for the cpu study.",
-    "demo": "Profile <b>demo</b>: a DDPM trained for a few minutes on 32² phantom slices; it ends in a recognisable "
-            "CT, not in study quality (<code>make reproduce</code> runs the cpu study).",
+    "demo": "Profile <b>demo</b>: a DDPM trained for a few minutes on 32² phantom slices, far from study quality "
+            "(<code>make reproduce</code> runs the cpu study).",
 }
 
 
@@ -83,7 +83,8 @@ class Explorer:
         shown = [samplers] if isinstance(samplers, str) else list(samplers or [])
         open_run(profile, shown or None)               # unknown sampler / missing run: the clear message
         self.data = open_run(profile, None)
-        shown = (shown or [s for s in STUDY if s in self.data]
+        study = [s for s in STUDY if s in self.data]
+        shown = (shown or (study if len(study) > 1 else None)
                  or [s for s in self.data if views.has_trajectory(self.data[s])][:3] or list(self.data)[:1])
         self.regenerate, self.regen_error = regenerate, ""
         self._traj_cache: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -167,7 +168,7 @@ class Explorer:
         fig = views.draw(cols, reference, window=self.window.value, view=self.view.value, std_max=std_max,
                          err_max=500.0, titles={n: views.readout(self.data[n], st["frames"][n], "\n") for n in cols},
                          replicate=self.replicate.value)
-        self.image.width = str(int(fig.get_size_inches()[0] * views.DPI))      # native size, not stretched
+        self.image.layout.width = f"{int(fig.get_size_inches()[0] * views.DPI)}px"     # native size
         self.image.value = views.png_bytes(fig)
         k = self.replicate.value
         regen = "" if k == 0 else (" (x_t / x̂₀ regenerated from the checkpoint)" if st["regenerated"] else
