@@ -30,7 +30,8 @@ import torch
 
 from ctmri.config import get_profile
 from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS
-from ctmri.sample.mc import ONE_PASS, monte_carlo
+from ctmri.sample.mc import monte_carlo
+from ctmri.sample.settings import ONE_PASS
 
 from common import (EvalSlices, base_parser, bullets, checkpoint_or_none, fmt, machine, options_for, table,
                     write_standalone)

@@ -21,7 +21,7 @@ from ctmri.config import Profile
 from ctmri.data.intensity import model_to_hu
 from ctmri.evaluate.metrics import paper_psnr, paper_ssim, synthrad_mae
 from ctmri.provenance import provenance, write_json
-from ctmri.sample.mc import sampler_settings
+from ctmri.sample.settings import sampler_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctmri.data.prepare import model_to_hu
+from ctmri.data.intensity import model_to_hu
 from ctmri.evaluate.metrics import high_frequency_power
 from ctmri.sample.store import load_samples, sample_files
 

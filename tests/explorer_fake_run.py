@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ctmri.diffusion.processes import DDPM, VESDE
-from ctmri.sample import mc
+from ctmri.sample import mc, settings
 from ctmri.sample.store import save_samples
 
 SAMPLERS = {"ddpm": 8, "ddim": 4, "em": 8, "cnn": 1}   # sampler -> steps
@@ -43,7 +43,7 @@ def write_fake_run(profile: str = "demo", n: int = 3, size: int = 16, k: int = 3
                              device="cpu", progress=False, trajectory_slices=range(n), trajectory_every=2)
         out = dict(res, target=target, cond=cond, mask=np.ones((n, size, size), bool),
                    patient=np.array(["P1"] * n), slice_index=np.arange(n), test_index=np.arange(n),
-                   sampler=np.array(sampler), method=np.array(mc.sampler_method(sampler)),
+                   sampler=np.array(sampler), method=np.array(settings.sampler_method(sampler)),
                    direction=np.array("mr2ct"))
         save_samples(profile, sampler, **out)
         written[sampler] = out

@@ -63,7 +63,7 @@ def test_figures_with_nothing_to_plot_fails(tmp_path, capsys: pytest.CaptureFixt
 
 
 def test_prepare_mr_only_folder(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ctmri.data.readers import write_nifti
+    from ctmri.data.volumes import write_nifti
 
     write_nifti(tmp_path / "data" / "1PA001" / "mr.nii.gz", np.ones((4, 8, 8), np.float32), (3.0, 1.0, 1.0))
     assert main(["prepare", "--root", str(tmp_path), "--dataset", "synthrad", "--data-dir",
@@ -87,7 +87,7 @@ def test_train_already_trained_says_fresh(tmp_path, capsys: pytest.CaptureFixtur
 
 def test_synthesize_from_the_command_line(tmp_path, capsys: pytest.CaptureFixture[str], one_thread) -> None:
     from ctmri.data.phantom import make_case
-    from ctmri.data.readers import write_nifti
+    from ctmri.data.volumes import write_nifti
 
     root = ["--root", str(tmp_path)]
     assert main(["prepare", *root]) == 0

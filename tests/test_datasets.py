@@ -10,8 +10,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from ctmri.data.readers import Case, DataError, read_dataset, read_dicom_series, read_goldatlas, read_synthrad, \
-    write_nifti
+from ctmri.data.readers import Case, DataError, read_dataset, read_goldatlas, read_synthrad
+from ctmri.data.volumes import read_dicom_series, write_nifti
 from ctmri.data.phantom import make_cases, write_synthrad
 
 
@@ -261,7 +261,7 @@ def test_missing_dicom_slice_is_a_gap_not_absorbed(tmp_path: Path) -> None:
 
 def test_two_d_nifti(tmp_path: Path) -> None:
     import nibabel as nib
-    from ctmri.data.readers import read_volume
+    from ctmri.data.volumes import read_volume
 
     nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), str(tmp_path / "mr.nii.gz"))
     with pytest.raises(DataError, match=r"mr\.nii\.gz' holds a 2-D array of shape \(8, 8\); expected a 3-D volume"):

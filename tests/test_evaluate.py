@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctmri import paths
 from ctmri.evaluate.claims import check_claims
 from ctmri.evaluate.tables import evaluate, summarise
 from ctmri.figures.study import FIGURES, make_all_figures

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctmri.data.prepare import model_to_hu
+from ctmri.data.intensity import model_to_hu
 from explorer_fake_run import write_fake_run
 
 pytest.importorskip("ipywidgets")

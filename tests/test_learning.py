@@ -7,8 +7,6 @@ The bounds are ~2x the errors measured when the test was written (comment above 
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch

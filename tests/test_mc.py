@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctmri.sample import mc
+from ctmri.sample import mc, settings, stage
 from ctmri.diffusion.precond import EpsPrediction, VEPreconditioned
 from ctmri.models.build import build_model
 from ctmri.config import get_profile
@@ -100,18 +100,18 @@ def test_ode_reports_mean_nfe(cond):
 
 def test_errors_are_clear(tmp_path, monkeypatch, cond):
     with pytest.raises(ValueError, match="Unknown sampler 'dpm'.*ddpm, ddim.*cnn, wgan"):
-        mc.sampler_method("dpm")
+        settings.sampler_method("dpm")
     with pytest.raises(ValueError, match="'em' needs a 'vesde' process"):
         mc.monte_carlo(lambda x, y, t: x, DDPM(), "em", cond, mc_samples=1, steps=2, progress=False)
     monkeypatch.setenv("CTMRI_ROOT", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="ctmri train --profile smoke --method vesde.*make reproduce"):
-        mc.run_sampler("smoke", "heun")
+        stage.run_sampler("smoke", "heun")
     with pytest.raises(ValueError, match="Unknown sampler"):
-        mc.run_sampler("smoke", "euler")
+        stage.run_sampler("smoke", "euler")
 
 
 def test_profile_defaults():
     cpu = get_profile("cpu")
-    assert mc.sampler_settings(cpu, "pc") == (125, {"corrector_steps": 1, "snr": 0.16, "noise_removal": True})
-    assert mc.sampler_settings(cpu, "ddpm")[0] == 250
-    assert mc._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and mc._select_slices(32, 16)[-1] == 31
+    assert settings.sampler_settings(cpu, "pc") == (125, {"corrector_steps": 1, "snr": 0.16, "noise_removal": True})
+    assert settings.sampler_settings(cpu, "ddpm")[0] == 250
+    assert stage._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and stage._select_slices(32, 16)[-1] == 31

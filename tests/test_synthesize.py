@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ctmri.data.phantom import make_case
-from ctmri.data.readers import DataError, read_dicom_series, read_image
+from ctmri.data.volumes import DataError, read_dicom_series, read_image
 from ctmri.data.writers import write_dicom_series
 
 SIZE = (9, 40, 36)          # odd slice count, non-square slices
@@ -181,7 +181,7 @@ def test_a_long_volume_streams_in_blocks(root: Path, tmp_path: Path) -> None:
 def test_ct2mr_takes_a_ct_and_writes_a_synthetic_mr(trained: dict[str, Path], monkeypatch, one_thread,
                                                     tmp_path: Path) -> None:
     monkeypatch.setenv("CTMRI_ROOT", str(trained["ct2mr"]))
-    from ctmri.sample.mc import run_sampler
+    from ctmri.sample.stage import run_sampler
 
     assert run_sampler("smoke", "ddpm", mc_samples=2, device="cpu", progress=False).exists()
     phantom_nifti(tmp_path / "ct.nii.gz", ct=True)
@@ -270,7 +270,7 @@ def copied_root(trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Mo
 def test_stages_refuse_artifacts_of_other_data(copied_root: Path) -> None:
     from ctmri.data.prepare import prepare_dataset
     from ctmri.evaluate.tables import evaluate
-    from ctmri.sample.mc import run_sampler
+    from ctmri.sample.stage import run_sampler
     from ctmri.train.loop import train
 
     samples = run_sampler("smoke", "ddpm", mc_samples=2, device="cpu", progress=False)
@@ -289,7 +289,7 @@ def test_stages_refuse_artifacts_of_other_data(copied_root: Path) -> None:
 
 
 def test_sample_refuses_a_checkpoint_of_another_profile(copied_root: Path) -> None:
-    from ctmri.sample.mc import run_sampler
+    from ctmri.sample.stage import run_sampler
 
     path = ckpt(copied_root)
     state = torch.load(path, weights_only=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ctmri.data.intensity import HU_PER_UNIT, hu_to_model, model_to_hu, std_to_hu
-from ctmri.data.readers import read_volume, write_nifti
+from ctmri.data.volumes import read_volume, write_nifti
 from ctmri.diffusion.processes import DDPM
 from ctmri.diffusion.grids import respaced_timesteps
 from ctmri.diffusion.samplers import SAMPLERS

@@ -33,7 +33,7 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _sample(a: argparse.Namespace) -> None:
-    from ctmri.sample.mc import run_sampler
+    from ctmri.sample.stage import run_sampler
 
     path = run_sampler(a.profile, a.sampler, mc_samples=a.mc_samples, steps=a.steps)
     print(f"Wrote {path}")

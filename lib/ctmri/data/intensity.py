@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctmri.data.readers import DataError
+from ctmri.data.volumes import DataError
 
 HU_MIN, HU_MAX = -1024.0, 3000.0
 HU_PER_UNIT = (HU_MAX - HU_MIN) / 2.0          # HU per model-space unit: 2012

@@ -16,7 +16,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ctmri.data.readers import Case, write_nifti
+from ctmri.data.readers import Case
+from ctmri.data.volumes import write_nifti
 
 # Tissue labels of the label map.
 AIR, GAS, FAT, MUSCLE, SKIN, RECTAL_WALL, URINE, PROSTATE, PERIPHERAL_ZONE, MARROW, CORTICAL = range(11)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ctmri import paths
 from ctmri.config import DIRECTIONS, Profile, get_profile
-from ctmri.data.intensity import HU_MAX, HU_MIN, hu_to_model, model_to_hu, normalise_mr  # noqa: F401 - re-exported
+from ctmri.data.intensity import hu_to_model, normalise_mr
 from ctmri.data.readers import Case, DataError, read_dataset, read_synthrad
 from ctmri.provenance import provenance, save_npz, write_json
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ctmri.data.readers import Image
+from ctmri.data.volumes import Image
 
 # SOP classes of the series we write (PS3.4 B.5)
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -30,13 +30,13 @@ def regenerate_trajectory(profile: str, sampler: str, data: dict, pos: int, repl
                           progress: Optional[Callable[[int, int], None]] = None) -> tuple[np.ndarray, np.ndarray]:
     """(x_t, x0_pred) frames (F, H, W) of slice position `pos`, replicate `replicate`, at the file's recorded steps."""
     from ctmri.config import get_profile
-    from ctmri.sample import mc
+    from ctmri.sample import mc, settings
 
-    loaded = _model(profile, mc.sampler_method(sampler))
+    loaded = _model(profile, settings.sampler_method(sampler))
     prof = get_profile(profile)
     options = json.loads(str(data["provenance"])).get("options") if "provenance" in data else None
     if options is None:
-        options = mc.sampler_settings(prof, sampler)[1]
+        options = settings.sampler_settings(prof, sampler)[1]
     steps = data["trajectory_steps"]
     every = int(steps[1] - steps[0]) if len(steps) > 2 else max(int(steps[-1]), 1)
     if "seeds" in data:                                   # the seed this replicate was drawn with

@@ -14,12 +14,11 @@ import re
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ctmri.data.prepare import HU_MAX, HU_MIN, model_to_hu
+from ctmri.data.intensity import HU_MAX, HU_MIN, HU_PER_UNIT, model_to_hu
 
 # HU window presets: (low, high). Soft tissue W400 / L40, bone W1800 / L400.
 WINDOWS = {"full": (HU_MIN, HU_MAX), "soft tissue": (-160.0, 240.0), "bone": (-500.0, 1300.0)}
 MAPS = ("MC mean", "MC std", "|error|")
-HU_PER_UNIT = (HU_MAX - HU_MIN) / 2.0
 
 
 def frame_of(data: dict, fraction: float) -> int:

@@ -82,7 +82,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     if method in DIFFUSION and state.get("ema") is None:
         raise ValueError(f"Checkpoint {path} of a {method} model holds no EMA weights; expected a checkpoint "
                          f"written by ctmri.train.loop (sampling uses the EMA weights).")
-    weights = state["ema"] if method in DIFFUSION else state["nets"]["net"]
+    weights = state["ema"] if method in DIFFUSION else (state["nets"]["net"] if "nets" in state else state["generator"])
     net.load_state_dict(weights)
     net.to(device).eval()
     process = make_process(method, profile.process) if method in DIFFUSION else None
@@ -94,3 +94,24 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     meta = {"step": state["step"], "loss": state.get("loss"), "provenance": state.get("provenance", {}),
             "config": state["config"], "convention": convention_of(state)}
     return LoadedModel(method=method, net=net, process=process, model=model, profile=state["profile"], meta=meta)
+
+
+def export_weights(src: str | Path, dst: str | Path, *, profile: str | None = None,
+                   dtype: torch.dtype = torch.float16) -> Path:
+    """A small sampling-only copy of a trained checkpoint: the EMA (diffusion) or generator weights in `dtype`, the
+    config, convention and provenance, nothing to resume training from; `profile` renames the profile it serves
+    (the original is kept in provenance["exported_from"])."""
+    state = load_checkpoint(src)
+    method = state["method"]
+    weights = state["ema"] if method in DIFFUSION else state["nets"]["net"]
+    if weights is None:
+        raise ValueError(f"Checkpoint {src} holds no weights to export.")
+    cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+    config = dict(state["config"], name=profile or state["profile"])
+    out = {k: state[k] for k in ("method", "step", "loss", "convention") if k in state}
+    out.update(config=config, profile=profile or state["profile"],
+               provenance={**state.get("provenance", {}),
+                           "exported_from": {"profile": state["profile"], "step": state["step"],
+                                             "dtype": str(dtype).replace("torch.", "")}})
+    out["ema" if method in DIFFUSION else "generator"] = cast
+    return save_checkpoint(dst, out)

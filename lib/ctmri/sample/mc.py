@@ -6,51 +6,17 @@ The CNN and WGAN-GP baselines enter as one-pass "samplers" (K = 1, NFE = 1).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ctmri import paths
 from ctmri import rng
-from ctmri.config import Profile, get_profile
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler
+from ctmri.diffusion.samplers import get_sampler
 from ctmri.diffusion.trajectory import record_every
-
-ONE_PASS = ("cnn", "wgan")
-ALL_SAMPLERS = (*SAMPLERS, *ONE_PASS)
-
-
-def sampler_method(sampler: str) -> str:
-    """The trained method a sampler needs: ddpm / ddim / dpm++2m -> ddpm, em / pc / ode / heun -> vesde."""
-    if sampler in ONE_PASS:
-        return sampler
-    if sampler not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {sampler!r}; expected one of {', '.join(ALL_SAMPLERS)}.")
-    return SAMPLER_PROCESS[sampler]
-
-
-def sampler_settings(profile: Profile, sampler: str) -> tuple[int, dict[str, Any]]:
-    """Default (steps, options) of a sampler from `profile.sample`."""
-    s = profile.sample
-    steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps, "dpm++2m": s.dpm_steps, "em": s.em_steps,
-             "pc": s.pc_steps, "heun": s.heun_steps, "ode": 10, "cnn": 1, "wgan": 1, "denoise": 1,
-             "dpm++2m-ve": s.fast_steps, "dpm++2m-sde": s.fast_steps, "heun-churn": s.fast_steps}
-    options = {"em": {"noise_removal": s.noise_removal},
-               "pc": {"corrector_steps": s.pc_corrector_steps, "snr": s.snr, "noise_removal": s.noise_removal},
-               "ode": {"rtol": s.ode_rtol, "atol": s.ode_atol, "noise_removal": s.noise_removal},
-               **{name: {"clip_x0": s.clip_x0} for name in ("ddpm", "ddim", "dpm++2m")}}
-    sampler_method(sampler)
-    return steps[sampler], options.get(sampler, {})
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
+from ctmri.sample.settings import ONE_PASS, default_device
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -206,66 +172,3 @@ def regenerate(model: Callable[..., torch.Tensor], process, sampler: str, cond_s
     out = get_sampler(sampler, process)(model, process, y, steps=steps, generator=gen, out_channels=out_channels,
                                          **(options or {}))
     return out[0].detach().float().cpu().numpy()
-
-
-def _select_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
-    """All slices, or `max_slices` evenly spaced through the test split (so every test patient is seen)."""
-    if not max_slices or max_slices >= n:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, max_slices)).astype(np.int64))
-
-
-def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[int] = None,
-                steps: Optional[int] = None, device=None, progress: bool = True,
-                max_slices: Optional[int] = None) -> Path:
-    """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz."""
-    from ctmri.models import checkpoints
-    from ctmri.data import prepare
-    from ctmri.provenance import file_digest, provenance, save_npz
-
-    prof = get_profile(profile)
-    method = sampler_method(sampler)
-    ckpt = paths.checkpoint_path(prof.name, method)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"Sampler {sampler!r} needs the {method!r} checkpoint {ckpt}, which is missing; "
-                                f"train it with `ctmri train --profile {prof.name} --method {method}` "
-                                f"or run `make reproduce PROFILE={prof.name}`.")
-    default_steps, options = sampler_settings(prof, sampler)
-    steps = int(steps or default_steps)
-    mc_samples = 1 if sampler in ONE_PASS else int(mc_samples or prof.sample.mc_samples)
-    max_slices = prof.sample.max_test_slices if max_slices is None else max_slices
-    device = torch.device(device or default_device())
-
-    data = prepare.load_split(prof.name, "test")
-    loaded = checkpoints.load_model(ckpt, device)
-    if loaded.method != method:
-        raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
-    if loaded.profile != prof.name:
-        raise RuntimeError(f"Checkpoint {ckpt} was trained with profile {loaded.profile!r}, not {prof.name!r}.")
-    data_info, ckpt_prov = prepare.data_identity(prof.name), loaded.meta.get("provenance") or {}
-    for key in ("data_digest", "direction"):
-        if ckpt_prov.get(key) not in (None, data_info[key]):
-            raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
-                               f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
-    sel = _select_slices(len(data), max_slices)
-    cond, target = data.cond[sel], data.target[sel]
-    wanted = set(prof.sample.trajectory_slices)      # () = every evaluated slice
-    trajectory_slices = [j for j, i in enumerate(sel) if not wanted or i in wanted] or [0]
-    res = monte_carlo(loaded.model, loaded.process, sampler, cond, mc_samples=mc_samples, steps=steps,
-                      base_seed=prof.sample.seed, chunk_size=prof.sample.chunk_size, slice_ids=sel,
-                      trajectory_slices=trajectory_slices, trajectory_every=prof.sample.trajectory_every,
-                      options=options, out_channels=target.shape[1], device=device, progress=progress)
-
-    out: dict[str, Any] = dict(res)
-    out.update(target=target.astype(np.float32), cond=cond.astype(np.float32), mask=data.mask[sel],
-               patient=np.asarray(data.patient[sel]).astype(str), slice_index=np.asarray(data.slice_index[sel]),
-               test_index=sel, sampler=np.array(sampler), method=np.array(method),
-               direction=np.array(data.direction))
-    if data.direction == "mr2ct":                       # target is CT: HU maps for evaluation
-        out["mean_hu"] = prepare.model_to_hu(res["mean"][:, 0]).astype(np.float32)
-        out["std_hu"] = (res["std"][:, 0] * (prepare.HU_MAX - prepare.HU_MIN) / 2.0).astype(np.float32)
-    prov = provenance(prof.name, sampler=sampler, method=method, steps=steps, mc_samples=mc_samples,
-                      options=options, device=str(device), checkpoint=str(ckpt),
-                      checkpoint_step=loaded.meta.get("step"), checkpoint_digest=file_digest(ckpt), **data_info)
-    out["provenance"] = np.array(json.dumps(prov, default=str))
-    return save_npz(paths.samples_path(prof.name, sampler), **out)

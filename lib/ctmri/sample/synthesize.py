@@ -23,9 +23,11 @@ import torch
 from ctmri import paths
 from ctmri.data.intensity import HU_MAX, HU_MIN, hu_to_model, model_to_hu, normalise_mr, std_to_hu
 from ctmri.data.prepare import body_mask_from_mr, resample_slices, unresample_slices
-from ctmri.data.readers import HU_AIR_BELOW, DataError, Image, from_lps, lps_spacing, read_image, to_lps
+from ctmri.data.readers import HU_AIR_BELOW
+from ctmri.data.volumes import DataError, Image, from_lps, lps_spacing, read_image, to_lps
 from ctmri.provenance import file_digest, provenance, write_json
-from ctmri.sample.mc import ONE_PASS, default_device, monte_carlo, sampler_method, sampler_settings
+from ctmri.sample.mc import monte_carlo
+from ctmri.sample.settings import ONE_PASS, default_device, sampler_method, sampler_settings
 
 DEFAULT_SAMPLER = "ddpm"     # the lead sets this from benchmarks/ (best quality per second)
 AIR_HU = -1000               # written outside the body

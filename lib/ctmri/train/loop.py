@@ -141,6 +141,9 @@ class LossLog:
 
 
 def _check_resumable(state: dict, profile: C.Profile, path: Path) -> None:
+    if "nets" not in state or "optimizers" not in state:
+        raise RuntimeError(f"Checkpoint {path} holds exported weights only (no optimiser state) and cannot be "
+                           f"resumed; train afresh with resume=False (`--fresh`).")
     saved, now = state["config"], plain(profile.to_dict())
     for key in ("model", "process"):
         if saved[key] != now[key]:

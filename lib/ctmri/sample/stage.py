@@ -1,0 +1,78 @@
+"""The sampling stage (02_sample): one sampler over a profile's test split, written to runs/<profile>/samples/."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ctmri import paths
+from ctmri.config import Profile, get_profile
+from ctmri.data.intensity import model_to_hu, std_to_hu
+from ctmri.sample.mc import monte_carlo
+from ctmri.sample.settings import ONE_PASS, default_device, sampler_method, sampler_settings
+
+
+def _select_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
+    """All slices, or `max_slices` evenly spaced through the test split (so every test patient is seen)."""
+    if not max_slices or max_slices >= n:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_slices)).astype(np.int64))
+
+
+def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[int] = None,
+                steps: Optional[int] = None, device=None, progress: bool = True,
+                max_slices: Optional[int] = None) -> Path:
+    """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz."""
+    from ctmri.models import checkpoints
+    from ctmri.data import prepare
+    from ctmri.provenance import file_digest, provenance, save_npz
+
+    prof = get_profile(profile)
+    method = sampler_method(sampler)
+    ckpt = paths.checkpoint_path(prof.name, method)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"Sampler {sampler!r} needs the {method!r} checkpoint {ckpt}, which is missing; "
+                                f"train it with `ctmri train --profile {prof.name} --method {method}` "
+                                f"or run `make reproduce PROFILE={prof.name}`.")
+    default_steps, options = sampler_settings(prof, sampler)
+    steps = int(steps or default_steps)
+    mc_samples = 1 if sampler in ONE_PASS else int(mc_samples or prof.sample.mc_samples)
+    max_slices = prof.sample.max_test_slices if max_slices is None else max_slices
+    device = torch.device(device or default_device())
+
+    data = prepare.load_split(prof.name, "test")
+    loaded = checkpoints.load_model(ckpt, device)
+    if loaded.method != method:
+        raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
+    if loaded.profile != prof.name:
+        raise RuntimeError(f"Checkpoint {ckpt} was trained with profile {loaded.profile!r}, not {prof.name!r}.")
+    data_info, ckpt_prov = prepare.data_identity(prof.name), loaded.meta.get("provenance") or {}
+    for key in ("data_digest", "direction"):
+        if ckpt_prov.get(key) not in (None, data_info[key]):
+            raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
+                               f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
+    sel = _select_slices(len(data), max_slices)
+    cond, target = data.cond[sel], data.target[sel]
+    wanted = set(prof.sample.trajectory_slices)      # () = every evaluated slice
+    trajectory_slices = [j for j, i in enumerate(sel) if not wanted or i in wanted] or [0]
+    res = monte_carlo(loaded.model, loaded.process, sampler, cond, mc_samples=mc_samples, steps=steps,
+                      base_seed=prof.sample.seed, chunk_size=prof.sample.chunk_size, slice_ids=sel,
+                      trajectory_slices=trajectory_slices, trajectory_every=prof.sample.trajectory_every,
+                      options=options, out_channels=target.shape[1], device=device, progress=progress)
+
+    out: dict[str, Any] = dict(res)
+    out.update(target=target.astype(np.float32), cond=cond.astype(np.float32), mask=data.mask[sel],
+               patient=np.asarray(data.patient[sel]).astype(str), slice_index=np.asarray(data.slice_index[sel]),
+               test_index=sel, sampler=np.array(sampler), method=np.array(method),
+               direction=np.array(data.direction))
+    if data.direction == "mr2ct":                       # target is CT: HU maps for evaluation
+        out["mean_hu"] = model_to_hu(res["mean"][:, 0]).astype(np.float32)
+        out["std_hu"] = std_to_hu(res["std"][:, 0]).astype(np.float32)
+    prov = provenance(prof.name, sampler=sampler, method=method, steps=steps, mc_samples=mc_samples,
+                      options=options, device=str(device), checkpoint=str(ckpt),
+                      checkpoint_step=loaded.meta.get("step"), checkpoint_digest=file_digest(ckpt), **data_info)
+    out["provenance"] = np.array(json.dumps(prov, default=str))
+    return save_npz(paths.samples_path(prof.name, sampler), **out)
