@@ -59,11 +59,11 @@ def _figures(a: argparse.Namespace) -> None:
 
 
 def _synthesize(a: argparse.Namespace) -> None:
-    from ctmri.sample.synthesize import DEFAULT_SAMPLER, synthesize
+    from ctmri.sample.synthesize import synthesize
 
     rec = synthesize(a.input, a.out or None, checkpoint=a.checkpoint or None,
                      profile=None if a.checkpoint and not a.profile_given else a.profile,
-                     sampler=a.sampler or DEFAULT_SAMPLER, mc_samples=a.mc, steps=a.steps, mask=a.mask or None,
+                     sampler=a.sampler or None, mc_samples=a.mc, steps=a.steps, mask=a.mask or None,
                      dicom=a.dicom, device=a.device or None, overwrite=a.overwrite, direction=a.direction or None,
                      progress=not a.no_progress)
     files = ", ".join(rec["files"].values())
@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "folder (a CT in HU with a ct2mr checkpoint)")
     s.add_argument("--out", default="", help="output folder (default: <root>/synthetic/<input name>)")
     s.add_argument("--checkpoint", default="", help="a .pt file (default: runs/<profile>/checkpoints/<method>.pt)")
-    s.add_argument("--sampler", default="", help="ddpm ddim dpm++2m em pc ode heun cnn wgan "
-                                                 "(default: synthesize.DEFAULT_SAMPLER)")
+    s.add_argument("--sampler", default="", help="any of `ctmri sample`'s samplers (default: the checkpoint "
+                                                 "method's best measured sampler, synthesize.METHOD_DEFAULT_SAMPLER)")
     s.add_argument("--mc", type=_positive, default=None, help="MC replicates per slice (default: the profile's)")
     s.add_argument("--steps", type=_positive, default=None, help="sampler steps (default: the profile's)")
     s.add_argument("--mask", default="", help="body mask volume on the input's grid (default: from the input)")

@@ -334,12 +334,20 @@ def fig_quality_vs_nfe(profile: str) -> Path:
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for ax, col, ylabel in ((axes[0], "mae", "MAE in body (HU)"), (axes[1], "paper_ssim", "SSIM ([0, 1] scale)")):
+            plotted = 0
             for r in s.itertuples():
                 x = r.nfe * (r.K if r.variant == "mc_mean" else 1)
                 y = getattr(r, f"{col}_mean")
+                if not (np.isfinite(x) and np.isfinite(y)):      # e.g. MAE in HU when the target is an MR
+                    continue
+                plotted += 1
                 ax.scatter(x, y, color=color(r.sampler), marker="s" if r.variant == "mc_mean" else "o",
                            edgecolor="black", linewidth=0.5, s=36, zorder=3)
                 ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
+            if not plotted:
+                ax.text(0.5, 0.5, f"{ylabel}: not defined for this direction", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8)
+                continue
             ax.set_xscale("log")
             ax.set_xlabel("network evaluations per estimate (NFE; × K for -M)")
             ax.set_ylabel(ylabel)

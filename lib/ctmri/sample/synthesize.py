@@ -29,7 +29,9 @@ from ctmri.provenance import file_digest, provenance, write_json
 from ctmri.sample.mc import monte_carlo
 from ctmri.sample.settings import ONE_PASS, default_device, sampler_method, sampler_settings
 
-DEFAULT_SAMPLER = "ddpm"     # the lead sets this from benchmarks/ (best quality per second)
+DEFAULT_SAMPLER = "ddpm"     # without --checkpoint: the method whose checkpoint is used (runs/<profile>/checkpoints)
+# with --checkpoint and no --sampler: the default sampler of the checkpoint's method (benchmarks/results/quality.md)
+METHOD_DEFAULT_SAMPLER = {"ddpm": "ddpm", "vesde": "heun-churn", "cnn": "cnn", "wgan": "wgan"}
 AIR_HU = -1000               # written outside the body
 MR_SCALE = 1000.0            # synthetic MR: model space [-1, 1] → [0, 1000] (arbitrary T2w units)
 OUTPUT_STEM = {"mr2ct": "sct", "ct2mr": "smr"}
@@ -114,6 +116,9 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
     from ctmri.models.checkpoints import load_model
 
     start = time.perf_counter()
+    if sampler is None and checkpoint is not None and Path(checkpoint).exists():
+        from ctmri.models.checkpoints import load_checkpoint
+        sampler = METHOD_DEFAULT_SAMPLER.get(load_checkpoint(checkpoint)["method"])
     sampler = sampler or DEFAULT_SAMPLER
     method = sampler_method(sampler)
     for name, value in (("mc_samples", mc_samples), ("steps", steps), ("chunk_size", chunk_size)):
