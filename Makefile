@@ -23,7 +23,7 @@ NBOUT      := $(RUN)/notebooks
 PKG         = $(wildcard lib/ctmri/*.py) $(foreach d,$(1),$(wildcard lib/ctmri/$(d)/*.py))
 
 DDPM_SAMPLERS  := ddpm ddim dpm++2m
-VESDE_SAMPLERS := em pc ode heun
+VESDE_SAMPLERS := em pc ode heun dpm++2m-ve dpm++2m-sde heun-churn denoise
 ONE_PASS       := cnn wgan
 SAMPLERS       := $(DDPM_SAMPLERS) $(VESDE_SAMPLERS) $(ONE_PASS)
 METHODS        := ddpm vesde cnn wgan

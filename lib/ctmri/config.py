@@ -97,7 +97,7 @@ class SampleConfig:
     ode_rtol: float = 1e-5                # probability-flow ODE, RK45
     ode_atol: float = 1e-5
     heun_steps: int = 20                  # Heun in sigma space (NFE = 2N - 1)
-    fast_steps: int = 13                  # VE few-step samplers in sigma space: dpm++2m-ve / dpm++2m-sde (NFE = N), heun-churn (2N - 1 = 25)
+    fast_steps: int = 10                  # VE few-step samplers in sigma space: dpm++2m-ve / dpm++2m-sde (NFE = N), heun-churn (2N - 1)
     clip_x0: bool = True                  # DDPM family: clip x0_hat to [-1, 1] (Ho et al.'s code: clip_denoised)
     noise_removal: bool = True            # VE EM / PC / ODE end with one Tweedie denoising step at eps (Song 2021 code)
     seed: int = 0                         # base seed of the MC generators

@@ -11,10 +11,11 @@ import numpy as np
 
 BASELINES = ("cnn", "wgan")
 STUDY_SAMPLERS = ("ddpm", "ode", "em", "pc")
-FAST_SAMPLERS = ("ddim", "dpm++2m", "heun")
+FAST_SAMPLERS = ("ddim", "dpm++2m", "heun", "dpm++2m-ve", "dpm++2m-sde", "heun-churn", "denoise")
 ORDER = BASELINES + STUDY_SAMPLERS + FAST_SAMPLERS
 NAMES = {"cnn": "CNN", "wgan": "WGAN-GP", "ddpm": "DDPM", "ode": "ODE", "em": "EM", "pc": "PC",
-         "ddim": "DDIM", "dpm++2m": "DPM++2M", "heun": "Heun"}
+         "ddim": "DDIM", "dpm++2m": "DPM++2M", "heun": "Heun", "dpm++2m-ve": "DPM++2M-VE",
+         "dpm++2m-sde": "DPM++2M-SDE", "heun-churn": "Heun-churn", "denoise": "D(noise)"}
 
 
 def label(sampler: str, mc_mean: bool = False) -> str:

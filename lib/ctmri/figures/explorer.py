@@ -18,7 +18,7 @@ from ctmri.figures import explorer_views as views
 from ctmri.sample.store import load_samples, sample_files
 
 ORDER = ("ddpm", "ddim", "dpm++2m", "em", "pc", "ode", "heun", "cnn", "wgan")
-STUDY = ("ddpm", "em", "pc", "ode")          # shown side by side by default when they were sampled
+STUDY = ("dpm++2m-ve", "ddpm", "em", "pc", "ode")   # shown side by side by default when sampled (the fastest good one first)
 NOTES = {
     "smoke": "Profile <b>smoke</b> only tests that the pipeline runs: its models are trained for a few steps, so "
              "every panel is noise. For a real reverse diffusion run <code>make demo</code> (about ten minutes) "

@@ -29,9 +29,11 @@ from ctmri.provenance import file_digest, provenance, write_json
 from ctmri.sample.mc import monte_carlo
 from ctmri.sample.settings import ONE_PASS, default_device, sampler_method, sampler_settings
 
-DEFAULT_SAMPLER = "ddpm"     # without --checkpoint: the method whose checkpoint is used (runs/<profile>/checkpoints)
+# The best quality per second measured (benchmarks/results/quality.md, cpu): DPM-Solver++(2M) in sigma space on the
+# EDM-preconditioned VE model, 10 NFE, MC mean at or above the 1000-step ancestral DDPM's quality.
+DEFAULT_SAMPLER = "dpm++2m-ve"  # without --checkpoint it also picks the checkpoint: runs/<profile>/checkpoints/vesde.pt
 # with --checkpoint and no --sampler: the default sampler of the checkpoint's method (benchmarks/results/quality.md)
-METHOD_DEFAULT_SAMPLER = {"ddpm": "ddpm", "vesde": "heun-churn", "cnn": "cnn", "wgan": "wgan"}
+METHOD_DEFAULT_SAMPLER = {"ddpm": "ddpm", "vesde": "dpm++2m-ve", "cnn": "cnn", "wgan": "wgan"}
 AIR_HU = -1000               # written outside the body
 MR_SCALE = 1000.0            # synthetic MR: model space [-1, 1] → [0, 1000] (arbitrary T2w units)
 OUTPUT_STEM = {"mr2ct": "sct", "ct2mr": "smr"}
