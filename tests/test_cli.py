@@ -91,7 +91,7 @@ def test_synthesize_from_the_command_line(tmp_path, capsys: pytest.CaptureFixtur
 
     root = ["--root", str(tmp_path)]
     assert main(["prepare", *root]) == 0
-    assert main(["train", *root, "--method", "ddpm", "--steps", "2"]) == 0
+    assert main(["train", *root, "--method", "vesde", "--steps", "2"]) == 0   # the default sampler's method
     case = make_case(5, (5, 32, 32), (6.0, 8.0, 8.0))
     write_nifti(tmp_path / "mr.nii.gz", case.mr, case.spacing)
     write_nifti(tmp_path / "ct.nii.gz", case.ct, case.spacing)
