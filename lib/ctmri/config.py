@@ -149,9 +149,10 @@ CPU = Profile(
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1),
     # Min-SNR-5 is a declared deviation from the study's plain eps loss: on this machine it
     # reaches the same error ~1.5x sooner (measured on the 2-core CPU); the paper profile keeps "eps".
-    # bf16 autocast on the CPU (AVX-512 BF16): ~1.5x faster steps; losses, EMA and the EDM skip path in fp32.
+    # fp32: bf16 autocast gave the same loss and MAE but ran 0.6-0.8x as fast on this project's Xeon
+    # (benchmarks/results/precision.md, train_throughput.md); the committed cpu study (fa2212c) ran with it.
     train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=3000, baseline_steps=1000, n_critic=2,
-                      ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=True),
+                      ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=False),
     # 12 test slices x 10 MC replicates; step counts below the study's 1000 to fit ~10 min of sampling.
     sample=SampleConfig(mc_samples=10, max_test_slices=12, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
                         em_steps=250, pc_steps=125, pc_corrector_steps=1, heun_steps=20,
