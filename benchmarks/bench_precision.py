@@ -1,14 +1,17 @@
-"""bf16 autocast against fp32: the same training run in both precisions, its loss, its speed and the MAE of the model.
+"""Speed options against fp32 (bf16 autocast, channels_last): the same training run under each, its loss, its speed
+and the MAE of the model.
 
 Each of ddpm and vesde is trained from scratch for `--quality-steps` optimiser steps (default 600) on the profile's
-train split with `train.loop.train` (the real loop: EMA, loss log, checkpoint) twice, with
-TrainConfig.bf16_autocast off and on and otherwise the same profile and seeds (so the same batches and noise).
+train split with `train.loop.train` (the real loop: EMA, loss log, checkpoint) once per `--options` entry (fp32;
+bf16 = TrainConfig.bf16_autocast; channels_last = TrainConfig.channels_last), otherwise the same profile and
+seeds (so the same batches and noise).
 Reported: seconds per step, the final loss (mean of the last 10 % of the loss log) and, on the test slices, the
 MAE (HU, body mask) and SSIM of (a) the one-call denoiser from pure noise, D(x_T, T) (DDPM: x0_hat at t = T-1,
 clipped; VE-SDE: D(x, sigma_max)) and (b) the MC mean of a short sampler (`EVAL_SAMPLERS`). Checkpoints go to a
 temporary folder. Writes <out>/precision.json|md.
 
     python benchmarks/bench_precision.py [--profile cpu] [--quality-steps 600] [--slices 6] [--mc 4]
+        [--options fp32 bf16 channels_last]
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ def parse(argv: list[str] | None = None):
     ap.add_argument("--quality-steps", type=int, default=600, help="optimiser steps per run (default 600)")
     ap.add_argument("--slices", type=int, default=6, help="test slices (default 6)")
     ap.add_argument("--mc", type=int, default=4, help="MC replicates of the short sampler (default 4)")
+    ap.add_argument("--options", nargs="+", default=["fp32", "bf16", "channels_last"],
+                    help="training options compared (fp32 first: the reference)")
     a = ap.parse_args(argv)
     if a.quick:
         a.quality_steps, a.slices, a.mc = min(a.quality_steps, 6), min(a.slices, 2), min(a.mc, 2)
@@ -66,9 +71,10 @@ def run(a) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ctmri-bench-precision-") as tmp:
         for method in a.methods:
             sampler, steps = EVAL_SAMPLERS[method]
-            for bf16 in (False, True):
-                prof = dataclasses.replace(p, train=dataclasses.replace(p.train, bf16_autocast=bf16))
-                ckpt = Path(tmp) / ("bf16" if bf16 else "fp32") / f"{method}.pt"
+            for option in a.options:
+                prof = dataclasses.replace(p, train=dataclasses.replace(p.train, bf16_autocast="bf16" in option,
+                                                                        channels_last="channels_last" in option))
+                ckpt = Path(tmp) / option / f"{method}.pt"
                 t0 = time.perf_counter()
                 r = train(prof, method, steps=a.quality_steps, resume=False, device=device, progress=False,
                           checkpoint=ckpt)
@@ -81,7 +87,7 @@ def run(a) -> dict[str, Any]:
                                   options=options_for(p, sampler)[1], out_channels=ev.target.shape[1],
                                   device=device, progress=False)
                 d1, mc = ev.scores(one_call(loaded, ev, p.sample.seed, device)), ev.scores(res["mean"])
-                rows.append({"method": method, "precision": "bf16" if bf16 else "fp32", "steps": r["step"],
+                rows.append({"method": method, "precision": option, "steps": r["step"],
                              "seconds_per_step": r["seconds"] / max(1, r["steps_this_run"]), "wall_seconds": wall,
                              "final_loss": float(tail.mean()), "loss_rows_averaged": int(len(tail)),
                              "one_call_mae_hu": d1["mae_hu"], "one_call_ssim": d1["ssim"],
@@ -96,9 +102,9 @@ def run(a) -> dict[str, Any]:
 
 
 def markdown(sec: dict) -> list[str]:
-    lines = ["## bf16 autocast against fp32: training speed and quality", "",
+    lines = ["## Speed options against fp32: training speed and quality", "",
              f"Each model trained from scratch for {sec['quality_steps']} steps with `train.loop.train` on the profile's "
-             f"train split, in fp32 and under bf16 autocast (same seeds, same batches). Final loss: mean of the last "
+             f"train split, in fp32 and under each option (same seeds, same batches). Final loss: mean of the last "
              f"10 % of the loss log. One call: D(x_T, T) from pure noise. Sampler: MC mean of the short sampler. MAE "
              f"(HU, body) and SSIM ([0, 1]) on {sec['slices']} test slices.", ""]
     lines += table(["method", "precision", "s / step", "speed-up", "final loss", "one call MAE (HU)", "one call SSIM",

@@ -2,8 +2,10 @@
 
 Sections: quality against NFE (bench_quality.py), sampler overhead + peak memory per sampler + batched MC vs one
 replicate at a time (bench_sampling.py), training throughput per method and speed option + peak memory per
-method (bench_train.py), bf16 vs fp32 training quality (bench_precision.py), and the stage wall times of
-`make reproduce` (runs/<profile>/stage_seconds.txt, figures/<profile>/stage_seconds.txt). Writes
+method (bench_train.py), training quality under each speed option against fp32 (bench_precision.py), and the
+stage wall times of `make reproduce` (runs/<profile>/stage_seconds.txt, figures/<profile>/stage_seconds.txt);
+opt-in (`--only`): training time-to-quality (bench_time_to_quality.py) and GPU seconds per slice
+(bench_gpu_sampling.py). Writes
 <out>/results.md and <out>/results.json (with provenance and the machine) and each section's own
 <name>.json|md, plus quality_vs_nfe.png. A section that fails is reported in both files and makes the exit
 status 1; the others still run. Needs the profile's prepared data and trained checkpoints
@@ -25,9 +27,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_gpu_sampling  # noqa: E402
 import bench_precision  # noqa: E402
 import bench_quality  # noqa: E402
 import bench_sampling  # noqa: E402
+import bench_time_to_quality  # noqa: E402
 import bench_train  # noqa: E402
 from common import base_parser, machine, machine_line, save_section, table  # noqa: E402
 
@@ -40,12 +44,18 @@ SECTIONS = {"quality": (bench_quality, ("mc", "slices", "time_budget")),
             "sampling": (bench_sampling, ()),
             "train_throughput": (bench_train, ()),
             "precision": (bench_precision, ("mc", "slices", "quality_steps")),
-            "stages": (None, ())}
+            "stages": (None, ()),
+            "time_to_quality": (bench_time_to_quality, ("mc", "slices")),
+            "gpu_sampling": (bench_gpu_sampling, ())}
+# run only when named in --only: time_to_quality trains five models (hours on 2 cores; minutes on a GPU), and
+# gpu_sampling times the gpu profile's 256² / 512² slices
+OPT_IN = ("time_to_quality", "gpu_sampling")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = base_parser(__doc__)
-    ap.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), help="sections to run")
+    ap.add_argument("--only", nargs="+", choices=list(SECTIONS), default=[s for s in SECTIONS if s not in OPT_IN],
+                    help=f"sections to run (default all but the opt-in {', '.join(OPT_IN)})")
     ap.add_argument("--keep", action="store_true",
                     help="also report the sections of earlier runs found in --out (run sections in turns)")
     ap.add_argument("--mc", type=int, default=None, help="MC replicates K (quality, precision; default 4)")

@@ -67,18 +67,43 @@ def test_run_all_writes_a_complete_report(smoke_root: Path) -> None:
     assert all(r["images_per_second"] > 0 for r in train if "error" not in r)
     precision = report["sections"]["precision"]["results"]
     assert {(r["method"], r["precision"]) for r in precision} == {(m, p) for m in ("ddpm", "vesde")
-                                                                  for p in ("fp32", "bf16")}
+                                                                  for p in ("fp32", "bf16", "channels_last")}
     assert report["sections"]["stages"]["files"] == {"runs/smoke/stage_seconds.txt": [["00_prepare_data", 3.0],
                                                                                         ["01_train_ddpm", 12.0]]}
 
     md = (out / "results.md").read_text()
-    for title in ("Quality against NFE", "Sampler overhead", "Batched MC", "Training throughput", "bf16 autocast",
+    for title in ("Quality against NFE", "Sampler overhead", "Batched MC", "Training throughput", "Speed options",
                   "Stage wall times", "Reaching the reference"):
         assert title in md, title
     assert all(f"| {s} |" in md for s in SAMPLERS)
     assert (out / "quality_vs_nfe.png").stat().st_size > 1000
     for name in SECTIONS:
         assert json.loads((out / f"{name}.json").read_text())["provenance"]["profile"] == "smoke"
+
+
+def test_opt_in_sections_time_to_quality_and_gpu_sampling(smoke_root: Path) -> None:
+    """The opt-in sections run on smoke (CPU stands in for the GPU): a curve per variant and a row per sampler."""
+    out = smoke_root / "bench-opt-in"
+    env = {**os.environ, "CTMRI_ROOT": str(smoke_root), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--profile", "smoke", "--out", str(out),
+                           "--quick", "--only", "time_to_quality", "gpu_sampling", "--device", "cpu"],
+                          env=env, cwd=smoke_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "results.json").read_text())
+    ttq = report["sections"]["time_to_quality"]
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_time_to_quality as btq
+    finally:
+        sys.path.remove(str(BENCH))
+    assert {r["variant"] for r in ttq["rows"]} == set(btq.VARIANTS)
+    assert all(r["ddpm_mean_mae"] > 0 if r["method"] == "ddpm" else r["em_mean_mae"] > 0 for r in ttq["rows"])
+    assert (out / "time_to_quality.png").stat().st_size > 1000
+    gpu = report["sections"]["gpu_sampling"]["rows"]
+    assert {r["sampler"] for r in gpu} == set(SAMPLERS) | {"cnn", "wgan"}
+    assert all("error" not in r and r["seconds_per_slice"] > 0 for r in gpu)
+    md = (out / "results.md").read_text()
+    assert "Training time-to-quality" in md and "Seconds per slice on the GPU" in md
 
 
 def test_step_plan_matches_each_samplers_nfe() -> None:

@@ -68,7 +68,8 @@ class TrainConfig:
     sigma_distribution: str = "lognormal"  # VE training sigma: "lognormal" (EDM) or "uniform-t" (t ~ U(eps, 1), study)
     sigma_p_mean: float = -1.2            # lognormal: ln sigma ~ N(p_mean, p_std^2) (Karras 2022)
     sigma_p_std: float = 1.2
-    bf16_autocast: bool = False           # bf16 autocast of the networks on CPU (always on CUDA); losses in fp32
+    bf16_autocast: bool | None = None     # bf16 autocast of the networks (None: on CUDA, off on CPU); losses in fp32
+    channels_last: bool | None = None     # channels-last memory format of nets and batches (None: on CUDA, off on CPU)
     n_critic: int = 5                     # WGAN-GP critic steps per generator step
     gp_lambda: float = 10.0               # WGAN-GP gradient-penalty weight
     wgan_mse_weight: float = 100.0        # WGAN-GP generator MSE fidelity weight
@@ -151,11 +152,17 @@ CPU = Profile(
     # reaches the same error ~1.5x sooner (measured on the 2-core CPU); the paper profile keeps "eps".
     # fp32: bf16 autocast gave the same loss and MAE but ran 0.6-0.8x as fast on this project's Xeon
     # (benchmarks/results/precision.md, train_throughput.md); the committed cpu study (fa2212c) ran with it.
-    train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=3000, baseline_steps=1000, n_critic=2,
+    # 4500 diffusion steps: at 3000 the DDPM had only just converged (MC-mean MAE 560 HU at 2000 steps, 52 at
+    # 3000; benchmarks/results/time_to_quality.md) and 5 of its 120 samples came out grey.
+    # channels_last is left off on the CPU: same loss and MAE, but 0.95x / 1.08x in the real loop
+    # (precision_channels_last.md), though 1.1-1.4x in the bare training step (train_throughput.md).
+    train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=4500, baseline_steps=1000, n_critic=2,
                       ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=False),
-    # 12 test slices x 10 MC replicates; step counts below the study's 1000 to fit ~10 min of sampling.
+    # 12 test slices x 10 MC replicates. EM and PC keep the study's step counts (1000; 500 + 500): their
+    # first-order discretisation is what limits them (EM MC-mean MAE 69 / 61 / 54 HU at 250 / 500 / 1000 steps
+    # on the cpu VE model, README); the DDPM runs 250 ancestral steps (MC-mean MAE 45.9 / 41.0 HU at 100 / 1000, quality.md).
     sample=SampleConfig(mc_samples=10, max_test_slices=12, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
-                        em_steps=250, pc_steps=125, pc_corrector_steps=1, heun_steps=20,
+                        em_steps=1000, pc_steps=500, pc_corrector_steps=1, heun_steps=20,
                         ode_rtol=1e-4, ode_atol=1e-4),
 )
 

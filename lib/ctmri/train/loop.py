@@ -195,7 +195,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
     if state is not None and data_info:
         _check_same_data(state, data_info, ckpt_path, p.name)
     cuda = device.type == "cuda"
-    batches = Batches(cond, target, cfg.batch_size, cfg.seed, info.rank, info.world, device, channels_last=cuda)
+    channels_last = cuda if cfg.channels_last is None else bool(cfg.channels_last)
+    batches = Batches(cond, target, cfg.batch_size, cfg.seed, info.rank, info.world, device, channels_last=channels_last)
     use_rule = steps is None and cfg.epoch_rule
     total = int(steps) if steps is not None else (cfg.max_epochs * batches.steps_per_epoch if use_rule
                                                   else p.steps_for(method))
@@ -204,7 +205,7 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
 
     raw = build_model(method, p)
     for net in raw.values():
-        net.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format).train()
+        net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     opts = {k: torch.optim.Adam(n.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
             for k, n in raw.items()}
     params = [t for t in raw["net"].state_dict().values()]
@@ -224,7 +225,7 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
     resumed_from = step if state is not None else None
 
     nets = {k: DDP(n, device_ids=[device.index] if cuda else None) if info.world > 1 else n for k, n in raw.items()}
-    bf16 = cuda or cfg.bf16_autocast
+    bf16 = cuda if cfg.bf16_autocast is None else bool(cfg.bf16_autocast)
     autocast = (functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext)
     process = make_process(method, p.process) if method in DIFFUSION else None
     convention = None
