@@ -13,11 +13,12 @@ untimed steps (they include the compile time, reported), then `--steps` timed on
 them in brackets), torch.cuda.max_memory_allocated on a GPU. Writes <out>/train_throughput.json|md.
 
     python benchmarks/bench_train.py [--profile cpu] [--methods ddpm cnn] [--steps 15] [--warmup 3]
-        [--compile-methods ddpm]
+        [--compile-methods ddpm] [--image-size 64]
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import statistics
 import sys
@@ -43,6 +44,7 @@ def parse(argv: list[str] | None = None):
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--steps", type=int, default=15, help="timed steps per configuration (default 15)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    ap.add_argument("--image-size", type=int, default=0, help="slice size instead of the profile's (e.g. 64)")
     ap.add_argument("--compile-methods", nargs="*", default=["ddpm"],
                     help="methods also measured under torch.compile (default ddpm: the UNet every method shares; "
                          "compiling takes minutes per method on 2 cores); none: skip")
@@ -102,6 +104,8 @@ def measure(method: str, p, data, device: torch.device, *, threads: int, option:
 
 def run(a) -> dict[str, Any]:
     p = get_profile(a.profile)
+    if a.image_size:
+        p = dataclasses.replace(p, data=dataclasses.replace(p.data, image_size=a.image_size))
     device = torch.device(a.device)
     size, n = p.data.image_size, max(4 * p.train.batch_size, 64)
     g = np.random.default_rng(0)
