@@ -112,6 +112,9 @@ def test_errors_are_clear(tmp_path, monkeypatch, cond):
 
 def test_profile_defaults():
     cpu = get_profile("cpu")
-    assert settings.sampler_settings(cpu, "pc") == (125, {"corrector_steps": 1, "snr": 0.16, "noise_removal": True})
-    assert settings.sampler_settings(cpu, "ddpm")[0] == 250
+    sc = cpu.sample                      # settings follow the profile's fields
+    assert settings.sampler_settings(cpu, "pc") == (sc.pc_steps, {"corrector_steps": sc.pc_corrector_steps,
+                                                                 "snr": sc.snr, "noise_removal": sc.noise_removal})
+    assert settings.sampler_settings(cpu, "ddpm")[0] == sc.ddpm_steps
+    assert settings.sampler_settings(cpu, "em")[0] == sc.em_steps
     assert stage._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and stage._select_slices(32, 16)[-1] == 31
