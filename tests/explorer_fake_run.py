@@ -12,7 +12,7 @@ from ctmri.diffusion.processes import DDPM, VESDE
 from ctmri.sample import mc, settings
 from ctmri.sample.store import save_samples
 
-SAMPLERS = {"ddpm": 8, "ddim": 4, "em": 8, "cnn": 1}   # sampler -> steps
+SAMPLERS = {"ddpm": 8, "ddim": 4, "em": 8, "dpm++2m-ve": 4, "cnn": 1}   # sampler -> steps
 
 
 def toy_model(process, cond: np.ndarray, target: np.ndarray):

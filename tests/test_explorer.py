@@ -102,6 +102,17 @@ def test_clear_messages(run):
     assert "make demo" in explore("smoke").data
 
 
+def test_every_sampler_the_pipeline_writes_can_be_explored(run):
+    """Every registered sampler and baseline is a known name; the default view opens the few-step VE sampler."""
+    from ctmri.figures.explorer import Explorer, check_sampler
+    from ctmri.sample.settings import ALL_SAMPLERS
+
+    assert [check_sampler(s) for s in ALL_SAMPLERS] == list(ALL_SAMPLERS)
+    default = Explorer("demo")
+    assert {n for _, n in default.panels} >= {"dpm++2m-ve", "ddpm", "em"}
+    assert default.image.value[:4] == b"\x89PNG"
+
+
 def test_smoke_profile_says_it_only_tests_the_pipeline(tmp_path, monkeypatch):
     from ctmri.figures.explorer import explore
 

@@ -14,10 +14,13 @@ import html
 import numpy as np
 
 from ctmri import paths
+from ctmri.evaluate.methods import ORDER as METHOD_ORDER
 from ctmri.figures import explorer_views as views
+from ctmri.sample.settings import ALL_SAMPLERS
 from ctmri.sample.store import load_samples, sample_files
 
-ORDER = ("ddpm", "ddim", "dpm++2m", "em", "pc", "ode", "heun", "cnn", "wgan")
+# every sampler the pipeline can write (the registry and the one-pass baselines), in the study's order
+ORDER = tuple(dict.fromkeys((*METHOD_ORDER, *ALL_SAMPLERS)))
 STUDY = ("dpm++2m-ve", "ddpm", "em", "pc", "ode")   # shown side by side by default when sampled (the fastest good one first)
 NOTES = {
     "smoke": "Profile <b>smoke</b> only tests that the pipeline runs: its models are trained for a few steps, so "
