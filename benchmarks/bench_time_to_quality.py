@@ -31,7 +31,7 @@ from ctmri.models.checkpoints import load_model
 from ctmri.sample.mc import monte_carlo
 from ctmri.train.loop import train
 
-from common import EvalSlices, base_parser, fmt, machine, options_for, save_section, table
+from common import EvalSlices, base_parser, bullets, fmt, machine, options_for, save_section, table
 
 # name -> (method, {section: {field: value}}): the study's plain loss first, then the options that speed it up.
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
@@ -46,15 +46,17 @@ VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "vesde: EDM precond + weight, log-normal sigma (default)": (
         "vesde", {"process": {"ve_parametrisation": "edm"},
                   "train": {"dsm_weighting": "edm", "sigma_distribution": "lognormal"}}),
+    "cnn: MSE (the baseline; opt-in)": ("cnn", {}),
 }
-READOUTS = {"ddpm": ["ddpm"], "vesde": ["em", "dpm++2m-ve"]}
+DEFAULT_VARIANTS = [v for v in VARIANTS if "opt-in" not in v]
+READOUTS = {"ddpm": ["ddpm"], "vesde": ["em", "dpm++2m-ve"], "cnn": ["cnn"]}
 
 
 def parse(argv: list[str] | None = None):
     ap = base_parser(__doc__)
     ap.add_argument("--steps", type=int, nargs="+", default=[250, 500, 1000, 1500, 2000, 3000],
                     help="cumulative evaluation points (default up to the cpu budget, 3000)")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, help="default: the diffusion variants")
     ap.add_argument("--slices", type=int, default=12)
     ap.add_argument("--mc", type=int, default=4)
     ap.add_argument("--cpu-seconds-per-step", nargs="*", default=[],
@@ -133,9 +135,9 @@ def cpu_seconds(a) -> dict[str, float]:
     out = {}
     for line in stages.read_text().splitlines() if stages.exists() else []:
         name, sec = line.split()[0], float(line.split()[1])
-        for m in ("ddpm", "vesde"):
+        for m in ("ddpm", "vesde", "cnn"):
             if name == f"01_train_{m}":
-                out[m] = sec / p.train.diffusion_steps
+                out[m] = sec / p.steps_for(m)
     return out
 
 
@@ -173,6 +175,7 @@ def report(sec: dict, sps: dict[str, float], cnn: float | None, out: Path) -> li
              f"steps, trained in fp32 on {sec['machine']['device_name']}; minutes on 2 CPU cores = steps x "
              + ", ".join(f"{m} {s:.3f} s/step" for m, s in sps.items())
              + f" (2-core training seconds per step). CNN reference: {fmt(cnn, '.1f')} HU.", ""]
+    lines += bullets(f"run: {r}" for r in sec.get("runs", []))
     rows_out = []
     all_steps = sorted({r["step"] for r in sec["rows"]})
     for name in dict.fromkeys(r["variant"] for r in sec["rows"]):

@@ -151,7 +151,7 @@ CPU = Profile(
     # Min-SNR-5 is a declared deviation from the study's plain eps loss: on this machine it
     # reaches the same error ~1.5x sooner (measured on the 2-core CPU); the paper profile keeps "eps".
     # fp32: bf16 autocast gave the same loss and MAE but ran 0.6-0.8x as fast on this project's Xeon
-    # (benchmarks/results/precision.md, train_throughput.md); the committed cpu study (fa2212c) ran with it.
+    # (benchmarks/results/precision.md, train_throughput.md); the cpu study of fa2212c ran with it.
     # 4500 diffusion steps: at 3000 the DDPM had only just converged (MC-mean MAE 560 HU at 2000 steps, 52 at
     # 3000; benchmarks/results/time_to_quality.md) and 5 of its 120 samples came out grey.
     # channels_last is left off on the CPU: same loss and MAE, but 0.95x / 1.08x in the real loop
@@ -160,7 +160,8 @@ CPU = Profile(
                       ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=False),
     # 12 test slices x 10 MC replicates. EM and PC keep the study's step counts (1000; 500 + 500): their
     # first-order discretisation is what limits them (EM MC-mean MAE 69 / 61 / 54 HU at 250 / 500 / 1000 steps
-    # on the cpu VE model, README); the DDPM runs 250 ancestral steps (MC-mean MAE 45.9 / 41.0 HU at 100 / 1000, quality.md).
+    # on the cpu VE model, README); the DDPM runs 250 ancestral steps (MC-mean MAE 34.4 / 35.1 HU at 250 / 1000
+    # steps, benchmarks/results/quality.md).
     sample=SampleConfig(mc_samples=10, max_test_slices=12, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
                         em_steps=1000, pc_steps=500, pc_corrector_steps=1, heun_steps=20,
                         ode_rtol=1e-4, ode_atol=1e-4),
