@@ -169,7 +169,7 @@ def report(sec: dict, sps: dict[str, float], cnn: float | None, out: Path) -> li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     lines = ["## Training time-to-quality", "",
              f"MC-mean MAE in the body (HU) on {sec['slices']} test slices x {sec['mc']} replicates against training "
              f"steps, trained in fp32 on {sec['machine']['device_name']}; minutes on 2 CPU cores = steps x "
@@ -199,7 +199,7 @@ def report(sec: dict, sps: dict[str, float], cnn: float | None, out: Path) -> li
         ax.axhline(cnn, color="k", ls="--", lw=1, label=f"CNN {cnn:.1f} HU")
     ax.set(xlabel="training minutes on 2 CPU cores", ylabel="MC-mean MAE in body (HU)", yscale="log",
            title="Time to quality (cpu profile)")
-    ax.legend(fontsize=6.5, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / "time_to_quality.png", dpi=120)
     plt.close(fig)
