@@ -47,9 +47,10 @@ VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "vesde", {"process": {"ve_parametrisation": "edm"},
                   "train": {"dsm_weighting": "edm", "sigma_distribution": "lognormal"}}),
     "cnn: MSE (the baseline; opt-in)": ("cnn", {}),
+    "wgan: WGAN-GP (the baseline; opt-in)": ("wgan", {}),
 }
 DEFAULT_VARIANTS = [v for v in VARIANTS if "opt-in" not in v]
-READOUTS = {"ddpm": ["ddpm"], "vesde": ["em", "dpm++2m-ve"], "cnn": ["cnn"]}
+READOUTS = {"ddpm": ["ddpm"], "vesde": ["em", "dpm++2m-ve"], "cnn": ["cnn"], "wgan": ["wgan"]}
 
 
 def parse(argv: list[str] | None = None):
@@ -135,7 +136,7 @@ def cpu_seconds(a) -> dict[str, float]:
     out = {}
     for line in stages.read_text().splitlines() if stages.exists() else []:
         name, sec = line.split()[0], float(line.split()[1])
-        for m in ("ddpm", "vesde", "cnn"):
+        for m in ("ddpm", "vesde", "cnn", "wgan"):
             if name == f"01_train_{m}":
                 out[m] = sec / p.steps_for(m)
     return out
