@@ -19,14 +19,15 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 PAPERMILL  = $(PY) -m papermill --no-progress-bar --log-level WARNING -k python3
 RUN        := $(ROOT)/runs/$(PROFILE)
 NBOUT      := $(RUN)/notebooks
-# A stage depends on the package folders it imports (lib/ctmri/<folder>/*.py) and the top-level modules.
-PKG         = $(wildcard lib/ctmri/*.py) $(foreach d,$(1),$(wildcard lib/ctmri/$(d)/*.py))
-
-DDPM_SAMPLERS  := ddpm ddim dpm++2m
-VESDE_SAMPLERS := em pc ode heun dpm++2m-ve dpm++2m-sde heun-churn denoise
-ONE_PASS       := cnn wgan
-SAMPLERS       := $(DDPM_SAMPLERS) $(VESDE_SAMPLERS) $(ONE_PASS)
-METHODS        := ddpm vesde cnn wgan
+# Generated, never kept by hand (`python -m ctmri.make_vars`): METHODS, SAMPLERS_<method> and SAMPLERS from the sampler
+# registry, and LIB_<notebook>: the package files each stage imports, transitively, its prerequisites.
+MAKE_VARS  := build/make/vars.mk
+ifneq ($(filter-out setup clean,$(or $(MAKECMDGOALS),setup)),)
+-include $(MAKE_VARS)
+endif
+$(MAKE_VARS): $(wildcard lib/ctmri/*.py lib/ctmri/*/*.py notebooks/*.ipynb) | $(STAMP)
+	@mkdir -p $(@D)
+	@$(PY) -m ctmri.make_vars notebooks > $@.tmp && mv $@.tmp $@
 
 DATA       := $(ROOT)/data/processed/$(PROFILE)/manifest.json
 CKPTS      := $(foreach m,$(METHODS),$(RUN)/checkpoints/$(m).trained)
@@ -35,11 +36,6 @@ METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
 EXPLORE    := $(NBOUT)/05_explore.html
 
-DATA_LIB   := $(call PKG,data)
-TRAIN_LIB  := $(call PKG,data diffusion models train)
-SAMPLE_LIB := $(call PKG,data diffusion models sample)
-EVAL_LIB   := $(call PKG,data evaluate)
-FIG_LIB    := $(call PKG,data evaluate figures)
 
 # Run one notebook through papermill, export HTML, and log the stage's wall time.
 # $(1) notebook, $(2) output name, $(3) parameters
@@ -71,36 +67,34 @@ evaluate: $(METRICS)
 figures: $(FIGURES)
 explore: $(EXPLORE)
 
-$(DATA): notebooks/00_prepare_data.ipynb $(DATA_LIB) | $(STAMP)
+$(DATA): notebooks/00_prepare_data.ipynb $(LIB_00_prepare_data) | $(STAMP)
 	$(call run_notebook,$<,00_prepare_data,-p dataset $(DATASET) -p data_dir "$(DATA_DIR)" -p direction $(DIRECTION))
 
 # A method is trained when its `.trained` marker exists. Without the marker (never trained, or a
 # run was killed) training resumes from the last checkpoint; with a stale marker (inputs changed)
 # it starts afresh.
-$(RUN)/checkpoints/%.trained: notebooks/01_train.ipynb $(DATA) $(TRAIN_LIB) | $(STAMP)
+$(RUN)/checkpoints/%.trained: notebooks/01_train.ipynb $(DATA) $(LIB_01_train) | $(STAMP)
 	$(eval RESUME := $(if $(wildcard $@),False,True))
 	@rm -f $@
 	$(call run_notebook,$<,01_train_$*,-p method $* -p resume $(RESUME))
 	@touch $@
 
-$(foreach s,$(DDPM_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/ddpm.trained))
-$(foreach s,$(VESDE_SAMPLERS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/vesde.trained))
-$(foreach s,$(ONE_PASS),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/$(s).trained))
+$(foreach m,$(METHODS),$(foreach s,$(SAMPLERS_$(m)),$(eval $(RUN)/samples/$(s).npz: $(RUN)/checkpoints/$(m).trained)))
 
-$(RUN)/samples/%.npz: notebooks/02_sample.ipynb $(SAMPLE_LIB) | $(STAMP)
+$(RUN)/samples/%.npz: notebooks/02_sample.ipynb $(LIB_02_sample) | $(STAMP)
 	$(call run_notebook,$<,02_sample_$*,-p sampler $*)
 
-$(METRICS): notebooks/03_evaluate.ipynb $(SAMPLES) $(EVAL_LIB) | $(STAMP)
+$(METRICS): notebooks/03_evaluate.ipynb $(SAMPLES) $(LIB_03_evaluate) | $(STAMP)
 	$(call run_notebook,$<,03_evaluate,)
 
-$(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(FIG_LIB) | $(STAMP)
+$(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(LIB_04_figures) | $(STAMP)
 	$(call run_notebook,$<,04_figures,)
 	@mkdir -p $(ROOT)/figures/$(PROFILE)
 	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/stage_seconds.txt $(ROOT)/figures/$(PROFILE)/
 	@touch $@
 
 # The explorer notebook, executed and exported with its self-contained animation (plays offline).
-$(EXPLORE): notebooks/05_explore.ipynb $(SAMPLES) $(call PKG,data models sample figures) | $(STAMP)
+$(EXPLORE): notebooks/05_explore.ipynb $(SAMPLES) $(LIB_05_explore) | $(STAMP)
 	$(call run_notebook,$<,05_explore,)
 
 reproduce: $(FIGURES) $(EXPLORE)
@@ -114,7 +108,7 @@ reproduce-min:
 demo: setup
 	@start=$$(date +%s); $(MAKE) data PROFILE=demo && mkdir -p $(ROOT)/runs/demo/checkpoints && \
 	cp weights/demo/ddpm.pt $(ROOT)/runs/demo/checkpoints/ddpm.pt && touch $(ROOT)/runs/demo/checkpoints/ddpm.trained && \
-	$(MAKE) explore PROFILE=demo SAMPLERS="$(DDPM_SAMPLERS)" && \
+	$(MAKE) explore PROFILE=demo SAMPLERS="$(SAMPLERS_ddpm)" && \
 	echo "demo: $$(( $$(date +%s) - start )) s. Open $(ROOT)/runs/demo/notebooks/05_explore.html, or run \
 	\`make lab\` and open notebooks/05_explore.ipynb (profile = \"demo\")."
 

@@ -1,7 +1,7 @@
 """A small samples folder for the explorer tests: real samplers and `mc.monte_carlo` on a toy model, no training.
 
-The toy eps / score model pulls x_t towards the condition's mirror image, so every sampler ends in a
-distinct, known image in a few steps; each file follows the samples contract (`store.save_samples`).
+The toy denoiser predicts the condition's mirror image, so every sampler ends in a distinct, known image in a few
+steps; each file follows the samples contract (`store.save_samples`).
 """
 from __future__ import annotations
 
@@ -16,19 +16,12 @@ SAMPLERS = {"ddpm": 8, "ddim": 4, "em": 8, "dpm++2m-ve": 4, "cnn": 1}   # sample
 
 
 def toy_model(process, cond: np.ndarray, target: np.ndarray):
-    """The exact eps (DDPM) / score (VE-SDE) / prediction (one pass) when the data is a point mass at the target
-    of each batch element's condition (matched by value, so any batch order works)."""
-    def model(x, y=None, t=None):
+    """The exact denoiser D(x, y, sigma) (diffusion) / prediction G(y) (one pass) when the data is a point mass at
+    the target of each batch element's condition (matched by value, so any batch order works): the target itself."""
+    def model(x, y=None, sigma=None):
         y = x if y is None else y                                   # one-pass models are called as model(y)
         idx = [int(np.argmin(np.abs(cond[:, 0, 0, 0] - float(v)))) for v in y[:, 0, 0, 0]]
-        tgt = torch.from_numpy(target[idx]).to(x)
-        if process is None:
-            return tgt
-        if process.kind == "ddpm":
-            a = process.alphas_cumprod[t.long().cpu()].to(x).reshape(-1, 1, 1, 1)
-            return (x - a.sqrt() * tgt) / (1 - a).sqrt()
-        std = process.marginal_std(t.double().cpu()).to(x).reshape(-1, 1, 1, 1)
-        return (tgt - x) / std**2
+        return torch.from_numpy(target[idx]).to(x)
     return model
 
 
@@ -38,12 +31,13 @@ def write_fake_run(profile: str = "demo", n: int = 3, size: int = 16, k: int = 3
     target = -cond                                              # the "CT" is the mirror image of the "MR"
     written = {}
     for sampler, steps in SAMPLERS.items():
-        process = None if sampler == "cnn" else (DDPM(100) if sampler in ("ddpm", "ddim") else VESDE(25.0))
+        method = settings.sampler_method(sampler)
+        process = None if method == "cnn" else (DDPM(100) if method == "ddpm" else VESDE(25.0))
         res = mc.monte_carlo(toy_model(process, cond, target), process, sampler, cond, mc_samples=k, steps=steps,
                              device="cpu", progress=False, trajectory_slices=range(n), trajectory_every=2)
         out = dict(res, target=target, cond=cond, mask=np.ones((n, size, size), bool),
                    patient=np.array(["P1"] * n), slice_index=np.arange(n), test_index=np.arange(n),
-                   sampler=np.array(sampler), method=np.array(settings.sampler_method(sampler)),
+                   sampler=np.array(sampler), method=np.array(method),
                    direction=np.array("mr2ct"))
         save_samples(profile, sampler, **out)
         written[sampler] = out

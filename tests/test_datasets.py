@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from ctmri.data.readers import Case, DataError, read_dataset, read_goldatlas, read_synthrad
-from ctmri.data.volumes import read_dicom_series, write_nifti
+from ctmri.data.volumes import read_dicom_series, read_volume, write_nifti
 from ctmri.data.phantom import make_cases, write_synthrad
 
 
@@ -281,3 +281,22 @@ def test_ct_not_in_hu_swapped_and_constant_mr_name_the_patient() -> None:
     with pytest.raises(DataError, match=r"'1PA042'.*MR volume is constant \(7\)"):
         _case(np.full(case.mr.shape, 7.0), case.ct).check_intensities()
     _case(case.mr, case.ct).check_intensities()
+
+
+def test_nifti_in_ras_reads_in_the_same_lps_order(tmp_path: Path) -> None:
+    """The same anatomy stored with an LPS affine diag(-sx, -sy, sz) and a RAS affine diag(sx, sy, sz) (x and y
+    flipped in the file) must come back as the same (z, y, x) LPS array with the same spacing."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(3, 4, 5)).astype(np.float32)        # (z, y, x) in LPS order, no symmetry
+    spacing = (3.0, 1.5, 1.0)
+    write_nifti(tmp_path / "lps.nii.gz", vol, spacing)
+    file_lps = vol.transpose(2, 1, 0)                          # the (i, j, k) = (x, y, z) array in the file
+    ras = nib.Nifti1Image(np.ascontiguousarray(file_lps[::-1, ::-1, :]), np.diag([1.0, 1.5, 3.0, 1.0]))
+    nib.save(ras, str(tmp_path / "ras.nii.gz"))
+    a, sa = read_volume(tmp_path / "lps.nii.gz")
+    b, sb = read_volume(tmp_path / "ras.nii.gz")
+    np.testing.assert_array_equal(a, vol)
+    np.testing.assert_array_equal(b, vol)
+    assert sa == pytest.approx(spacing) and sb == pytest.approx(spacing)

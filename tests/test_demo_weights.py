@@ -10,7 +10,7 @@ import torch
 
 from ctmri.data.intensity import model_to_hu
 from ctmri.data.prepare import load_split, prepare_dataset
-from ctmri.diffusion.samplers import SAMPLERS
+from ctmri.diffusion.samplers import get_sampler
 from ctmri.evaluate.metrics import synthrad_mae
 from ctmri.models.checkpoints import export_weights, load_checkpoint, load_model
 from ctmri.rng import make_generator
@@ -39,7 +39,7 @@ def test_demo_weights_still_make_a_ct(tmp_path: Path, monkeypatch: pytest.Monkey
     lm = load_model(WEIGHTS)
     cond = torch.from_numpy(test.cond[idx]).float()
     with torch.no_grad():
-        x = SAMPLERS["ddpm"](lm.model, lm.process, cond, steps=50, clip_x0=True,
+        x = get_sampler("ddpm")(lm.model, lm.process, cond, steps=50, clip_x0=True,
                              generator=[make_generator(i) for i in idx])
     mae = np.mean([synthrad_mae(t, p, m) for t, p, m in
                    zip(model_to_hu(test.target[idx, 0]), model_to_hu(x[:, 0].numpy()), test.mask[idx])])

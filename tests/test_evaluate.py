@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ctmri.evaluate.claims import check_claims
-from ctmri.evaluate.tables import evaluate, summarise
+from ctmri.data.intensity import HU_PER_UNIT
+from ctmri.evaluate.tables import evaluate, summarise, uncertainty_metrics
 from ctmri.figures.study import FIGURES, make_all_figures
 from ctmri.provenance import save_npz
 from ctmri.sample.store import load_samples, save_samples
@@ -125,10 +126,10 @@ def test_subset_marks_claims_not_evaluated(root: Path) -> None:
     out = evaluate("sub")
     claims = {c["id"]: c for c in json.loads(out["claims_json"].read_text())["claims"]}
     assert all(c["status"] == "not evaluated" for c in claims.values())
-    assert claims["C4"]["missing"] == ["wgan", "ode", "pc"]
+    assert claims["C4"]["missing"] == ["wgan", "pc", "ode"]
     text = out["claims"].read_text()
     assert text.count("not evaluated (missing samplers:") == 5
-    assert "| C3 | not evaluated (missing samplers: ode, pc) |" in text
+    assert "| C3 | not evaluated (missing samplers: pc, ode) |" in text
 
 
 def test_single_replicate_samplers_have_no_mc_rows(root: Path) -> None:
@@ -215,3 +216,19 @@ def test_summarise_orders_methods_like_the_study() -> None:
                               ("Heun", "heun", "single"), ("DDPM", "ddpm", "single"))]
     s = summarise(pd.DataFrame(rows), pd.DataFrame())
     assert list(s["label"]) == ["CNN", "DDPM", "PC", "PC-M", "Heun"]
+
+
+def test_uncertainty_table_reports_the_std_in_hu_and_on_the_unit_scale() -> None:
+    """uncertainty.csv: uncertainty_hu = mean std inside the body in HU, uncertainty = the same on [0, 1] (std / 2)."""
+    rng = np.random.default_rng(2)
+    samples = rng.normal(0.0, 0.1, size=(2, 5, 1, 8, 8)).astype(np.float32)
+    mask = np.zeros((2, 8, 8), bool)
+    mask[:, 2:6, 2:6] = True
+    d = {"name": "ddpm", "K": 5, "samples": samples, "mean": samples.mean(1), "std": samples.std(1, ddof=1),
+         "target": np.zeros((2, 1, 8, 8), np.float32), "mask": mask, "patient": np.array(["a", "a"]),
+         "slice_index": np.arange(2)}
+    u = uncertainty_metrics(d)
+    for i in range(2):
+        body_std = float(d["std"][i, 0][mask[i]].mean())
+        assert u["uncertainty_hu"][i] == pytest.approx(HU_PER_UNIT * body_std, rel=1e-5)
+        assert u["uncertainty"][i] == pytest.approx(body_std / 2, rel=1e-5)

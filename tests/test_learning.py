@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ctmri import config as C
-from ctmri.diffusion.samplers import SAMPLERS
+from ctmri.diffusion.samplers import default_sampler, get_sampler
 from ctmri.models.checkpoints import load_model
 from ctmri.train.loop import train
 
@@ -37,7 +37,7 @@ def task(n: int = 32, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndar
 # (method, sampler, steps, bound on MAE / MAE of the constant answer); measured when written: cnn 0.089,
 # wgan 0.086, ddpm-50 0.182, ddim-20 0.335, em-50 0.336, heun-10 0.218 (a net that does not learn: ~1)
 CASES = [("cnn", None, 0, 0.2), ("wgan", None, 0, 0.2), ("ddpm", "ddpm", 50, 0.4), ("ddpm", "ddim", 20, 0.65),
-         ("vesde", "em", 50, 0.65), ("vesde", "heun", 10, 0.45)]
+         ("vesde", "em", 50, 0.65), ("vesde", "heun", 10, 0.45), ("vesde", default_sampler(), 10, 0.45)]
 OPTIONS = {"ddpm": {"clip_x0": True}, "ddim": {"clip_x0": True}}   # the profiles' default (Ho et al.'s clip_denoised)
 
 
@@ -62,7 +62,7 @@ def test_method_learns_the_known_answer(trained, method, sampler, steps, bound) 
             pred = lm.model(cond)
         else:
             g = torch.Generator().manual_seed(0)
-            pred = SAMPLERS[sampler](lm.model, lm.process, cond, steps=steps, generator=g, **OPTIONS.get(sampler, {}))
+            pred = get_sampler(sampler)(lm.model, lm.process, cond, steps=steps, generator=g, **OPTIONS.get(sampler, {}))
     mae = float((pred - target).abs().mean())
     scale = float((target - target.mean()).abs().mean())
     print(f"{method}/{sampler}: MAE / constant answer = {mae / scale:.3f}")

@@ -28,9 +28,14 @@ def gaussian_batch(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ExactEps(nn.Module):
+    """The exact eps model of the Gaussian data (eq. 23's target), behind the DDPM's `eps` convention call."""
+
     def __init__(self, process: DDPM):
         super().__init__()
         self.p = process
+
+    def eps(self, x, y, t):
+        return self(x, y, t)
 
     def forward(self, x, y, t):
         a = self.p.abar(t, x)
@@ -65,6 +70,9 @@ class ExactF(nn.Module):
 
 
 class Zero(nn.Module):
+    def eps(self, x, y, t):
+        return self(x, y, t)
+
     def forward(self, x, y, t=None):
         return torch.zeros_like(y)
 

@@ -47,16 +47,16 @@ def test_one_replicate_regenerates_alone(cond, sampler, method):
     np.testing.assert_allclose(res2["samples"], res["samples"], atol=1e-5 * scale, rtol=1e-4)
 
 
-def exact_eps(process: DDPM, s: float = 0.3):
-    def model(x, y, t):
-        a = process.alphas_cumprod[t].to(x.dtype).view(-1, 1, 1, 1)
-        return (1 - a).sqrt() * (x - a.sqrt() * 0.5 * y) / (a * s * s + 1 - a)
+def exact_denoiser(s: float = 0.3):
+    """D(x, sigma) of x0 ~ N(y / 2, s^2): the exact model of either process in sigma space."""
+    def model(x, y, sigma):
+        return 0.5 * y + s * s / (s * s + sigma.to(x.dtype).view(-1, 1, 1, 1) ** 2) * (x - 0.5 * y)
     return model
 
 
 def test_outputs_trajectory_and_statistics(cond):
     process = DDPM()
-    res = mc.monte_carlo(exact_eps(process), process, "ddim", cond, mc_samples=4, steps=20, chunk_size=5,
+    res = mc.monte_carlo(exact_denoiser(), process, "ddim", cond, mc_samples=4, steps=20, chunk_size=5,
                          trajectory_slices=[0, 2], trajectory_every=5, device="cpu", progress=False)
     assert set(res) >= {"samples", "mean", "std", "seeds", "trajectory", "trajectory_x0", "trajectory_slices",
                         "trajectory_steps", "seconds_total", "seconds_per_sample", "nfe", "steps"}
@@ -74,7 +74,7 @@ def test_outputs_trajectory_and_statistics(cond):
 
 def test_default_trajectory_has_about_ten_frames(cond):
     process = DDPM()
-    res = mc.monte_carlo(exact_eps(process), process, "ddpm", cond[:1], mc_samples=1, steps=100,
+    res = mc.monte_carlo(exact_denoiser(), process, "ddpm", cond[:1], mc_samples=1, steps=100,
                          trajectory_slices=[0], device="cpu", progress=False)
     assert res["trajectory_steps"].tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99, 100]
 
@@ -90,16 +90,13 @@ def test_one_pass_baseline(cond):
 def test_ode_reports_mean_nfe(cond):
     process = VESDE()
 
-    def score(x, y, t):
-        return -(x - 0.5 * y) / (0.09 + process.marginal_std(t).to(x.dtype).view(-1, 1, 1, 1) ** 2)
-
-    res = mc.monte_carlo(score, process, "ode", cond, mc_samples=2, steps=4, chunk_size=4,
+    res = mc.monte_carlo(exact_denoiser(), process, "ode", cond, mc_samples=2, steps=4, chunk_size=4,
                          options={"rtol": 1e-4, "atol": 1e-4}, device="cpu", progress=False)
     assert res["nfe"] > 10 and np.isfinite(res["samples"]).all()
 
 
 def test_errors_are_clear(tmp_path, monkeypatch, cond):
-    with pytest.raises(ValueError, match="Unknown sampler 'dpm'.*ddpm, ddim.*cnn, wgan"):
+    with pytest.raises(ValueError, match="Unknown sampler 'dpm'.*cnn, wgan, ddpm.*vesde: em, pc, ode"):
         settings.sampler_method("dpm")
     with pytest.raises(ValueError, match="'em' needs a 'vesde' process"):
         mc.monte_carlo(lambda x, y, t: x, DDPM(), "em", cond, mc_samples=1, steps=2, progress=False)
@@ -110,11 +107,13 @@ def test_errors_are_clear(tmp_path, monkeypatch, cond):
         stage.run_sampler("smoke", "euler")
 
 
-def test_profile_defaults():
+def test_profile_overrides_a_samplers_steps_and_passes_its_options():
+    """A profile's `sampler_steps` beats the record's default; options follow the profile's fields."""
+    from dataclasses import replace
     cpu = get_profile("cpu")
-    sc = cpu.sample                      # settings follow the profile's fields
-    assert settings.sampler_settings(cpu, "pc") == (sc.pc_steps, {"corrector_steps": sc.pc_corrector_steps,
-                                                                 "snr": sc.snr, "noise_removal": sc.noise_removal})
-    assert settings.sampler_settings(cpu, "ddpm")[0] == sc.ddpm_steps
-    assert settings.sampler_settings(cpu, "em")[0] == sc.em_steps
+    custom = replace(cpu, sample=replace(cpu.sample, sampler_steps={"pc": 7}, snr=0.3, noise_removal=False))
+    assert settings.sampler_settings(custom, "pc") == (7, {"corrector_steps": custom.sample.pc_corrector_steps,
+                                                           "snr": 0.3, "noise_removal": False})
+    bare = replace(cpu, sample=replace(cpu.sample, sampler_steps={}))
+    assert settings.sampler_settings(bare, "pc")[0] == 500        # the record's default: the study's 500 steps
     assert stage._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and stage._select_slices(32, 16)[-1] == 31

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ctmri.data.intensity import HU_PER_UNIT, hu_to_model, model_to_hu, std_to_hu
 from ctmri.evaluate import metrics as M
 
 RANGE = 4024.0
@@ -179,3 +180,14 @@ def test_high_frequency_power_sees_a_checkerboard() -> None:
     assert high_frequency_power(smooth) < 1e-6
     assert high_frequency_power(checker) > 0.05
     assert high_frequency_power(np.ones((8, 8))) == 0.0
+
+
+def test_mc_mean_and_std_convert_to_hu_like_the_replicates() -> None:
+    """The HU map is affine: the mean of HU replicates is model_to_hu(mean), their std (ddof 1) is HU_PER_UNIT × std."""
+    rng = np.random.default_rng(1)
+    reps = rng.uniform(-1, 1, size=(6, 1, 8, 8))               # K = 6 replicates in model space
+    hu = model_to_hu(reps)
+    np.testing.assert_allclose(hu.mean(0), model_to_hu(reps.mean(0)), atol=1e-9)
+    np.testing.assert_allclose(hu.std(0, ddof=1), std_to_hu(reps.std(0, ddof=1)), rtol=1e-12)
+    assert float(model_to_hu(-1.0)) == -1024.0 and float(model_to_hu(1.0)) == 3000.0   # the study's HU window
+    np.testing.assert_allclose(hu_to_model(model_to_hu(reps)), reps, atol=1e-12)

@@ -1,9 +1,8 @@
-"""Analytic proofs of the samplers: Gaussian data x0 ~ N(mu(y), s^2 I) with the exact eps / score.
+"""Analytic proofs of the samplers: Gaussian data x0 ~ N(mu(y), s^2 I) with the exact denoiser.
 
-docs/ALGORITHMS.md "Exact models for Gaussian data": for the DDPM process
-eps*(x_t, t) = sqrt(1 - abar_t)(x_t - sqrt(abar_t) mu) / (abar_t s^2 + 1 - abar_t); for the VE-SDE
-s*(x, t) = -(x - mu) / (s^2 + std(t)^2). Every pixel is an independent 1-D problem, so one run on
-B x 32 x 32 pixels gives n = 16384 independent draws.
+docs/ALGORITHMS.md "Exact models for Gaussian data": in sigma space (x = x_t / scale) both processes share
+D*(x, sigma) = mu + s^2 / (s^2 + sigma^2) (x - mu); the samplers read eps (DDPM) or the score (VE-SDE) off it.
+Every pixel is an independent 1-D problem, so one run on B x 32 x 32 pixels gives n = 16384 independent draws.
 
 Statistical tolerances (n = 16384, s = 0.3): the standard error of a mean is s / sqrt(n) = 0.0023,
 of the ratio std / s it is 1 / sqrt(2 n) = 0.0055, of the regression slope of x on mu it is
@@ -23,8 +22,8 @@ import pytest
 import torch
 
 from ctmri.diffusion.processes import DDPM, VESDE
-from ctmri.diffusion.grids import karras_sigmas
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS, get_sampler
+from ctmri.diffusion.grids import karras_sigmas, respaced_timesteps
+from ctmri.diffusion.samplers import SAMPLERS, get_sampler
 from ctmri.diffusion.trajectory import record_every
 
 S = 0.3                       # data std
@@ -40,21 +39,25 @@ def mu(y: torch.Tensor) -> torch.Tensor:
     return 0.5 * y
 
 
-def exact_eps(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    a = DP.alphas_cumprod[t.cpu()].to(x.dtype).view(-1, 1, 1, 1)
-    return (1 - a).sqrt() * (x - a.sqrt() * mu(y)) / (a * S**2 + 1 - a)
+def gaussian_denoiser(s: float):
+    """The exact D(x, sigma) = mu + s^2 / (s^2 + sigma^2) (x - mu) of x0 ~ N(mu(y), s^2) (either process)."""
+    def denoise(x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        var = sigma.to(x.dtype).view(-1, 1, 1, 1) ** 2
+        return mu(y) + s**2 / (s**2 + var) * (x - mu(y))
+    return denoise
 
 
-def exact_score(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    var = VE.marginal_std(t.cpu()).to(x.dtype).view(-1, 1, 1, 1) ** 2
-    return -(x - mu(y)) / (S**2 + var)
+exact_denoiser = gaussian_denoiser(S)
+
+
+def run(name: str):
+    return get_sampler(name)
 
 
 def setup(name: str, seed: int = 0):
-    process = DP if SAMPLER_PROCESS[name] == "ddpm" else VE
-    model = exact_eps if process is DP else exact_score
+    process = DP if SAMPLERS[name].method == "ddpm" else VE
     y = torch.rand(B, 1, H, W, generator=torch.Generator().manual_seed(1234)) * 2 - 1
-    return process, model, y
+    return process, exact_denoiser, y
 
 
 def slope(out: torch.Tensor, m: torch.Tensor) -> float:
@@ -120,7 +123,7 @@ STOCHASTIC_CASES = [
 def test_stochastic_sampler_recovers_gaussian(name, steps, options, budget):
     process, model, y = setup(name)
     info: dict = {}
-    out = SAMPLERS[name](model, process, y, steps=steps, generator=torch.Generator().manual_seed(7), info=info,
+    out = run(name)(model, process, y, steps=steps, generator=torch.Generator().manual_seed(7), info=info,
                          **options)
     assert out.shape == (B, 1, H, W) and torch.isfinite(out).all()
     r = out - mu(y)
@@ -181,7 +184,7 @@ def test_deterministic_sampler_follows_exact_flow(name, steps, options, budget):
     process, model, y = setup(name)
     x_init = process.prior_sample((B, 1, H, W), torch.Generator().manual_seed(3))
     info: dict = {}
-    out = SAMPLERS[name](model, process, y, steps=steps, x_init=x_init, info=info, **options)
+    out = run(name)(model, process, y, steps=steps, x_init=x_init, info=info, **options)
     if process is DP:
         exact = exact_flow_ddpm(x_init, y)
     elif name == "ode" and not options.get("noise_removal", True):   # integrates to t = eps_s
@@ -203,19 +206,19 @@ def test_deterministic_sampler_follows_exact_flow(name, steps, options, budget):
 
 # --------------------------------------------------------------------- determinism and per-element generators
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", [n for n, r in SAMPLERS.items() if not r.one_pass])
 def test_same_seed_same_output_and_batch_element_regenerates_alone(name):
     process, model, y = setup(name)
     y = y[:4]
     opts = {"steps": 8}
-    a = SAMPLERS[name](model, process, y, generator=torch.Generator().manual_seed(5), **opts)
-    b = SAMPLERS[name](model, process, y, generator=torch.Generator().manual_seed(5), **opts)
-    c = SAMPLERS[name](model, process, y, generator=torch.Generator().manual_seed(6), **opts)
+    a = run(name)(model, process, y, generator=torch.Generator().manual_seed(5), **opts)
+    b = run(name)(model, process, y, generator=torch.Generator().manual_seed(5), **opts)
+    c = run(name)(model, process, y, generator=torch.Generator().manual_seed(6), **opts)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
     gens = [torch.Generator().manual_seed(100 + k) for k in range(4)]
-    batch = SAMPLERS[name](model, process, y, generator=gens, **opts)
-    alone = SAMPLERS[name](model, process, y[2:3], generator=[torch.Generator().manual_seed(102)], **opts)
+    batch = run(name)(model, process, y, generator=gens, **opts)
+    alone = run(name)(model, process, y[2:3], generator=[torch.Generator().manual_seed(102)], **opts)
     # ode: RK45's step control sees the whole batch, so "alone" matches only to the solver tolerance
     atol = 1e-3 if name == "ode" else 1e-6
     torch.testing.assert_close(alone[0], batch[2], atol=atol, rtol=0)
@@ -225,34 +228,34 @@ def test_same_seed_same_output_and_batch_element_regenerates_alone(name):
 def test_deterministic_samplers_depend_only_on_initial_noise(name):
     process, model, y = setup(name)
     x_init = process.prior_sample((2, 1, H, W), torch.Generator().manual_seed(0))
-    a = SAMPLERS[name](model, process, y[:2], steps=6, x_init=x_init, generator=torch.Generator().manual_seed(1))
-    b = SAMPLERS[name](model, process, y[:2], steps=6, x_init=x_init, generator=torch.Generator().manual_seed(2))
+    a = run(name)(model, process, y[:2], steps=6, x_init=x_init, generator=torch.Generator().manual_seed(1))
+    b = run(name)(model, process, y[:2], steps=6, x_init=x_init, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
 
 
 def test_ddpm_draws_its_prior_from_the_generator():
     process, model, y = setup("ddpm")
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
-    a = SAMPLERS["ddpm"](model, process, y[:2], steps=5, generator=g1)
-    b = SAMPLERS["ddpm"](model, process, y[:2], steps=5, generator=g2,
+    a = run("ddpm")(model, process, y[:2], steps=5, generator=g1)
+    b = run("ddpm")(model, process, y[:2], steps=5, generator=g2,
                          x_init=process.prior_sample((2, 1, H, W), g2))
     assert torch.equal(a, b)
 
 
 # --------------------------------------------------------------------- callbacks and trajectories
 
-@pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "denoise"])   # denoise: one call, tested below
+@pytest.mark.parametrize("name", [n for n, r in SAMPLERS.items() if not r.one_pass and n != "denoise"])  # denoise: below
 def test_callback_every_step_and_record_every(name):
     process, model, y = setup(name)
     seen = []
     x_init = process.prior_sample((3, 1, H, W), torch.Generator().manual_seed(0))
-    SAMPLERS[name](model, process, y[:3], steps=10, x_init=x_init, generator=torch.Generator().manual_seed(0),
+    run(name)(model, process, y[:3], steps=10, x_init=x_init, generator=torch.Generator().manual_seed(0),
                    callback=lambda i, x, x0: seen.append((i, x.shape, x0.shape)))
     assert [s[0] for s in seen] == list(range(10))
     assert all(s[1] == s[2] == (3, 1, H, W) for s in seen)
 
     rec = record_every(4, index=[0, 2])
-    SAMPLERS[name](model, process, y[:3], steps=10, x_init=x_init, generator=torch.Generator().manual_seed(0),
+    run(name)(model, process, y[:3], steps=10, x_init=x_init, generator=torch.Generator().manual_seed(0),
                    callback=rec)
     assert rec.steps == [0, 4, 8, 9]
     assert rec.x.shape == rec.x0_pred.shape == (4, 2, 1, H, W)
@@ -270,7 +273,7 @@ def test_record_every_keeps_last_once():
 
 def test_options_shape_and_grid():
     process, model, y = setup("em")
-    out = SAMPLERS["em"](lambda x, y_, t: -x, process, y[:2], steps=3, out_channels=2,
+    out = run("em")(lambda x, y_, sigma: torch.zeros_like(x), process, y[:2], steps=3, out_channels=2,
                          generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 2, H, W)
     sig = karras_sigmas(10.0, 0.03, 5)
@@ -280,40 +283,64 @@ def test_options_shape_and_grid():
 # --------------------------------------------------------------------- bad inputs
 
 def test_unknown_sampler_lists_choices():
-    with pytest.raises(ValueError, match="Unknown sampler 'dpm'.*ddpm, ddim, dpm\\+\\+2m, em, pc, ode, heun"):
+    with pytest.raises(ValueError, match="Unknown sampler 'dpm'; expected one of .*ddpm.*em.*heun"):
         get_sampler("dpm", DP)
 
 
 def test_wrong_process_pair_is_clear():
-    with pytest.raises(ValueError, match="'em' needs a 'vesde' process.*ddpm, ddim, dpm\\+\\+2m"):
+    with pytest.raises(ValueError, match="'em' needs a 'vesde' process.*samplers for 'ddpm': ddpm, ddim, dpm\\+\\+2m"):
         get_sampler("em", DP)
     with pytest.raises(ValueError, match="needs a 'ddpm' process"):
-        SAMPLERS["ddim"](exact_score, VE, torch.zeros(1, 1, 4, 4), steps=2)
-    assert get_sampler("heun", "vesde") is SAMPLERS["heun"]
+        run("ddim")(exact_denoiser, VE, torch.zeros(1, 1, 4, 4), steps=2)
+    assert get_sampler("heun", "vesde") is SAMPLERS["heun"].run
 
 
 def test_bad_steps_and_options():
     y = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match="exceeds the DDPM's T"):
-        SAMPLERS["ddpm"](exact_eps, DP, y, steps=1001)
+        run("ddpm")(exact_denoiser, DP, y, steps=1001)
     with pytest.raises(ValueError, match="positive integer"):
-        SAMPLERS["em"](exact_score, VE, y, steps=0)
+        run("em")(exact_denoiser, VE, y, steps=0)
     with pytest.raises(ValueError, match="variance"):
-        SAMPLERS["ddpm"](exact_eps, DP, y, steps=2, variance="learned")
+        run("ddpm")(exact_denoiser, DP, y, steps=2, variance="learned")
     with pytest.raises(ValueError, match="x_init has shape"):
-        SAMPLERS["heun"](exact_score, VE, y, steps=2, x_init=torch.zeros(1, 1, 3, 3))
+        run("heun")(exact_denoiser, VE, y, steps=2, x_init=torch.zeros(1, 1, 3, 3))
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm++2m"])
-def test_clip_x0_keeps_a_wild_model_inside_model_space(name: str) -> None:
-    """With clip_x0 the last DDPM-family step returns (a posterior mean of) x0_hat clipped to [-1, 1]."""
-    y = torch.zeros(4, 1, 8, 8)
-    wild = lambda x, y, t: -3.0 * x  # noqa: E731 - an eps "model" far off the data manifold
-    gen = torch.Generator().manual_seed(0)
-    unclipped = SAMPLERS[name](wild, DP, y, steps=10, generator=gen)
-    clipped = SAMPLERS[name](wild, DP, y, steps=10, generator=torch.Generator().manual_seed(0), clip_x0=True)
-    assert unclipped.abs().max() > 1.5
-    assert clipped.abs().max() <= 1.0 + 1e-5
+def predicts(target: torch.Tensor):
+    """A denoiser whose x0 estimate is `target` at every noise level."""
+    return lambda x, y, sigma: target.expand_as(x)
+
+
+@pytest.mark.parametrize("name", [n for n, r in SAMPLERS.items() if r.method == "ddpm"])
+def test_clip_x0_returns_the_clipped_prediction(name: str) -> None:
+    """The last step of all three goes to abar = 1, where the update is x0_hat itself: clip(x0_hat) with clip_x0."""
+    x0 = torch.linspace(-3.0, 3.0, 64).reshape(1, 1, 8, 8).repeat(2, 1, 1, 1)   # mostly outside [-1, 1]
+    y = torch.zeros(2, 1, 8, 8)
+    run = lambda clip: get_sampler(name)(predicts(x0), DP, y, steps=5, clip_x0=clip,  # noqa: E731
+                                         generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(run(True), x0.clamp(-1, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(run(False), x0, atol=1e-4, rtol=0)
+
+
+def test_ddpm_clip_x0_steps_with_the_posterior_mean_of_the_clipped_x0() -> None:
+    """One ancestral step with clip_x0: x_{t-1} = c0 clip(x0_hat) + ct x_t + sigma z. With the same noise, a run
+    predicting x0_hat = 2.5 and one predicting 1.0 (already in range) must agree: only clip(x0_hat) enters."""
+    y = torch.zeros(3, 1, 4, 4)
+    x_init = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    states = {}
+    for value, clip in ((2.5, True), (1.0, True), (1.0, False), (2.5, False)):
+        seen: list[torch.Tensor] = []
+        get_sampler("ddpm")(predicts(torch.full_like(y, value)), DP, y, steps=3, clip_x0=clip, x_init=x_init,
+                            generator=torch.Generator().manual_seed(3), callback=lambda i, x, x0: seen.append(x.clone()))
+        states[value, clip] = seen[1]                       # the state after the first step
+    torch.testing.assert_close(states[2.5, True], states[1.0, True], atol=1e-5, rtol=0)
+    torch.testing.assert_close(states[1.0, True], states[1.0, False], atol=1e-5, rtol=0)   # same when in range
+    taus = respaced_timesteps(DP.num_steps, 3)
+    abar, abar_prev = DP.alphas_cumprod[taus[0]], DP.alphas_cumprod[taus[1]]
+    c0 = float(abar_prev.sqrt() * (1 - abar / abar_prev) / (1 - abar))   # posterior-mean weight of x0
+    torch.testing.assert_close(states[2.5, False] - states[1.0, False], torch.full_like(y, 1.5 * c0),
+                               atol=1e-4, rtol=0)
 
 
 # --------------------------------------------------------------------- near-deterministic posterior
@@ -328,21 +355,15 @@ NEAR_CASES = [("ddpm", 250, {}), ("ddim", 50, {}), ("dpm++2m", 20, {}), ("em", 2
 def test_near_deterministic_posterior_leaves_no_noise(name, steps, options):
     """With the exact model of a 10-HU posterior, every sampler (cpu-profile budgets) spreads < 2x the true spread:
     the VE samplers need their final noise removal (without it EM stops at std(eps_s) = 64 HU)."""
-    def eps(x, y, t):
-        a = DP.alphas_cumprod[t.cpu()].to(x.dtype).view(-1, 1, 1, 1)
-        return (1 - a).sqrt() * (x - a.sqrt() * mu(y)) / (a * NEAR_S**2 + 1 - a)
-
-    def score(x, y, t):
-        return -(x - mu(y)) / (NEAR_S**2 + VE.marginal_std(t.cpu()).to(x.dtype).view(-1, 1, 1, 1) ** 2)
-
-    process = DP if SAMPLER_PROCESS[name] == "ddpm" else VE
+    near = gaussian_denoiser(NEAR_S)
+    process = DP if SAMPLERS[name].method == "ddpm" else VE
     y = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
-    out = SAMPLERS[name](eps if process is DP else score, process, y, steps=steps,
+    out = run(name)(near, process, y, steps=steps,
                          generator=torch.Generator().manual_seed(9), **options)
     spread = float((out - mu(y)).std())
     assert spread < 2 * NEAR_S, f"{name}: spread {spread * 2012:.1f} HU vs true 10 HU"
     if name == "em":        # and the test can fail: without noise removal the spread is std(eps_s)
-        raw = SAMPLERS[name](score, process, y, steps=steps, generator=torch.Generator().manual_seed(9),
+        raw = run(name)(near, process, y, steps=steps, generator=torch.Generator().manual_seed(9),
                              noise_removal=False)
         assert float((raw - mu(y)).std()) > 3 * NEAR_S
 
@@ -352,8 +373,8 @@ def test_one_call_denoiser_is_tweedie_at_sigma_max():
     process, model, y = setup("denoise")
     x_init = process.prior_sample((B, 1, H, W), torch.Generator().manual_seed(4))
     info: dict = {}
-    out = SAMPLERS["denoise"](model, process, y, steps=1, x_init=x_init, info=info)
+    out = run("denoise")(model, process, y, steps=1, x_init=x_init, info=info)
     sd = float(VE.marginal_std(1.0))
     assert torch.allclose(out, mu(y) + S**2 / (S**2 + sd**2) * (x_init - mu(y)), atol=1e-5) and info["nfe"] == 1
-    assert torch.equal(SAMPLERS["denoise"](model, process, y, steps=7, x_init=x_init), out)   # steps ignored
+    assert torch.equal(run("denoise")(model, process, y, steps=7, x_init=x_init), out)   # steps ignored
 

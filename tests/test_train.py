@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -140,20 +141,27 @@ def test_load_model_follows_the_contract() -> None:
             if method == "ddpm":
                 state = load_checkpoint(r["checkpoint"])
                 assert all(torch.equal(v, state["ema"][k]) for k, v in lm.net.state_dict().items())
-                assert lm.model(x, y, torch.tensor([5, 5, 5, 5])).shape == x.shape
+                sigma = lm.process.sigma_of_t(torch.tensor([5, 5, 5, 5])).float()
+                assert lm.model(x, y, sigma).shape == x.shape
             elif method == "vesde":       # EDM convention, sigma_data measured on the training targets
                 t = torch.full((4,), 0.5)
                 assert lm.meta["convention"]["kind"] == "ve-edm"
                 assert lm.meta["convention"]["sigma_data"] == pytest.approx(float(x.std()), rel=1e-5)
                 std = float(lm.process.marginal_std(0.5))
-                assert torch.allclose(lm.model(x, y, t) * std**2 + x, lm.model.denoise(x, y, t), atol=1e-5)
+                d = lm.model(x, y, torch.full((4,), std))
+                sd2 = lm.model.sigma_data**2                  # EDM Table 1: D = c_skip x + c_out F(c_in x)
+                f = lm.net(x * (std**2 + sd2) ** -0.5, y, torch.full((4,), 1000 * math.log(std) / 4))
+                assert torch.allclose(d, sd2 / (std**2 + sd2) * x + std * lm.model.sigma_data / (std**2 + sd2) ** 0.5 * f,
+                                      atol=1e-5)
                 # an older checkpoint (no stored convention) is read with Song's F / std(t), as it was trained
                 state = load_checkpoint(r["checkpoint"])
                 del state["convention"]
                 old = Path(r["checkpoint"]).with_name("legacy.pt")
                 torch.save(state, old)
                 legacy = load_model(old)
-                assert torch.allclose(legacy.model(x, y, t), legacy.net(x, y, 1000 * t) / std, atol=1e-6)
+                # Song's convention: D = x + std^2 s = x + std F(x, 1000 t)
+                assert torch.allclose(legacy.model(x, y, torch.full((4,), std)), x + std * legacy.net(x, y, 1000 * t),
+                                      atol=1e-5)
             else:
                 assert lm.process is None and lm.model(y).shape == x.shape
 

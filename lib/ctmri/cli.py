@@ -71,6 +71,27 @@ def _synthesize(a: argparse.Namespace) -> None:
           f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
 
 
+def _samplers(a: argparse.Namespace) -> None:
+    from ctmri.config import get_profile
+    from ctmri.diffusion.processes import make_process
+    from ctmri.diffusion.samplers import SAMPLERS, names
+
+    chosen = names(method=a.method or None, role=a.role or None)
+    if not a.table:
+        print(" ".join(chosen))
+        return
+    prof = get_profile(a.profile)
+    print(f"{'sampler':12s} {'method':6s} {'role':8s} {'steps':>5s} {'NFE':>5s}  stochastic  (profile {a.profile})")
+    for name in chosen:
+        rec = SAMPLERS[name]
+        steps, options = rec.settings(prof.sample)
+        process = None if rec.one_pass else make_process(rec.method, prof.process)
+        nfe = rec.nfe(process, steps, options)
+        nfe = "adapt" if nfe is None else str(nfe)
+        print(f"{name:12s} {rec.method:6s} {rec.role:8s} {steps:5d} {nfe:>5s}  {'yes' if rec.stochastic else 'no':10s}"
+              f"  {rec.summary}{'  [default]' if rec.default else ''}")
+
+
 def _positive(text: str) -> int:
     """argparse type: an integer >= 1 (0 used to mean "the default" silently)."""
     try:
@@ -115,9 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fresh", action="store_true", help="retrain from scratch, ignoring an existing checkpoint")
 
     s = cmd("sample", _sample, "Monte-Carlo sample the test split with one sampler")
-    s.add_argument("--sampler", required=True, help="ddpm ddim dpm++2m em pc ode heun cnn wgan")
+    s.add_argument("--sampler", required=True, help="a registered sampler (`ctmri samplers` lists them)")
     s.add_argument("--steps", type=_positive, default=None, help="sampler steps (default: the profile's)")
     s.add_argument("--mc-samples", type=_positive, default=None, help="MC replicates per slice (default: the profile's)")
+
+    s = cmd("samplers", _samplers, "list the registered samplers (names only, or --table)")
+    s.add_argument("--method", default="", help="only the samplers of one trained method: ddpm | vesde | cnn | wgan")
+    s.add_argument("--role", default="", help="only one role: baseline | study | fast")
+    s.add_argument("--table", action="store_true", help="one line per sampler: method, role, the profile's steps, ...")
 
     cmd("evaluate", _evaluate, "metrics, summary and claims tables")
     cmd("figures", _figures, "the study's figures")
@@ -128,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="", help="output folder (default: <root>/synthetic/<input name>)")
     s.add_argument("--checkpoint", default="", help="a .pt file (default: runs/<profile>/checkpoints/<method>.pt)")
     s.add_argument("--sampler", default="", help="any of `ctmri sample`'s samplers (default: the checkpoint "
-                                                 "method's best measured sampler, synthesize.METHOD_DEFAULT_SAMPLER)")
+                                                 "method's default, `ctmri samplers --table` marks the overall default)")
     s.add_argument("--mc", type=_positive, default=None, help="MC replicates per slice (default: the profile's)")
     s.add_argument("--steps", type=_positive, default=None, help="sampler steps (default: the profile's)")
     s.add_argument("--mask", default="", help="body mask volume on the input's grid (default: from the input)")
@@ -152,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
         root = paths.project_root()
         get_profile(args.profile)
-        if args.command != "synthesize":
+        if args.command not in ("synthesize", "samplers"):
             paths.check_writable(root, "root")
             print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
         args.fn(args)

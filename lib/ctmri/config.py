@@ -88,17 +88,12 @@ class SampleConfig:
     chunk_size: int = 256                 # samples forwarded together
     trajectory_every: int = 0             # record x_t every k steps for the chosen slices (0: ~10 frames)
     trajectory_slices: tuple[int, ...] = ()  # test-slice indices whose trajectory is kept; () = every evaluated slice
-    ddpm_steps: int = 1000                # ancestral DDPM (Table I, Alg. 2)
-    ddim_steps: int = 50
-    dpm_steps: int = 20                   # DPM-Solver++(2M)
-    em_steps: int = 1000                  # Euler–Maruyama (eq. 30)
-    pc_steps: int = 500                   # predictor steps of PC (study: 500)
+    sampler_steps: dict[str, int] = field(default_factory=dict)  # per-sampler step counts; absent: the
+    #                                     sampler's registry default (diffusion/registry.py, e.g. ddpm 1000, em 1000, pc 500)
     pc_corrector_steps: int = 1           # Langevin corrector steps per predictor step (study: 500 + 500)
     snr: float = 0.16                     # Langevin corrector signal-to-noise ratio
     ode_rtol: float = 1e-5                # probability-flow ODE, RK45
     ode_atol: float = 1e-5
-    heun_steps: int = 20                  # Heun in sigma space (NFE = 2N - 1)
-    fast_steps: int = 10                  # VE few-step samplers in sigma space: dpm++2m-ve / dpm++2m-sde (NFE = N), heun-churn (2N - 1)
     clip_x0: bool = True                  # DDPM family: clip x0_hat to [-1, 1] (Ho et al.'s code: clip_denoised)
     noise_removal: bool = True            # VE EM / PC / ODE end with one Tweedie denoising step at eps (Song 2021 code)
     seed: int = 0                         # base seed of the MC generators
@@ -137,9 +132,8 @@ SMOKE = Profile(
     model=ModelConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1),
     train=TrainConfig(batch_size=4, diffusion_steps=20, baseline_steps=10, n_critic=2,
                       checkpoint_every=10, log_every=2, ema_decay=0.9),
-    sample=SampleConfig(mc_samples=2, max_test_slices=2, ddpm_steps=10, ddim_steps=5, dpm_steps=5,
-                        em_steps=10, pc_steps=5, pc_corrector_steps=1, heun_steps=4,
-                        ode_rtol=1e-2, ode_atol=1e-2),
+    sample=SampleConfig(mc_samples=2, max_test_slices=2, pc_corrector_steps=1, ode_rtol=1e-2, ode_atol=1e-2,
+                        sampler_steps={"ddpm": 10, "ddim": 5, "dpm++2m": 5, "em": 10, "pc": 5, "heun": 4}),
 )
 
 CPU = Profile(
@@ -162,9 +156,8 @@ CPU = Profile(
     # first-order discretisation is what limits them (EM MC-mean MAE 69 / 61 / 54 HU at 250 / 500 / 1000 steps
     # on the cpu VE model, README); the DDPM runs 250 ancestral steps (MC-mean MAE 34.4 / 35.1 HU at 250 / 1000
     # steps, benchmarks/results/quality.md).
-    sample=SampleConfig(mc_samples=10, max_test_slices=12, ddpm_steps=250, ddim_steps=50, dpm_steps=20,
-                        em_steps=1000, pc_steps=500, pc_corrector_steps=1, heun_steps=20,
-                        ode_rtol=1e-4, ode_atol=1e-4),
+    sample=SampleConfig(mc_samples=10, max_test_slices=12, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
+                        sampler_steps={"ddpm": 250}),
 )
 
 # `make demo`: ten minutes from clone to a real reverse diffusion on 2 cores, with no training: the cpu
@@ -172,8 +165,8 @@ CPU = Profile(
 # `models.checkpoints.export_weights`, provenance inside). 4 test slices x 4 MC replicates, 100 ancestral
 # steps, ~21 recorded frames.
 DEMO = replace(CPU, name="demo",
-               sample=replace(CPU.sample, mc_samples=4, max_test_slices=4, ddpm_steps=100, ddim_steps=20,
-                              dpm_steps=10, em_steps=100, pc_steps=50, heun_steps=10, trajectory_every=5))
+               sample=replace(CPU.sample, mc_samples=4, max_test_slices=4, trajectory_every=5,
+                              sampler_steps={"ddpm": 100, "ddim": 20, "dpm++2m": 10, "em": 100, "pc": 50, "heun": 10}))
 
 GPU = Profile(
     name="gpu",
@@ -183,8 +176,7 @@ GPU = Profile(
                       attention_resolutions=(16,), dropout=0.1),
     train=TrainConfig(batch_size=8, diffusion_steps=100_000, baseline_steps=20_000, checkpoint_every=5000,
                       log_every=50),
-    sample=SampleConfig(mc_samples=10, ddpm_steps=1000, em_steps=1000, pc_steps=500, pc_corrector_steps=1,
-                        chunk_size=64),
+    sample=SampleConfig(mc_samples=10, pc_corrector_steps=1, chunk_size=64),
 )
 
 PAPER = Profile(
@@ -196,8 +188,7 @@ PAPER = Profile(
     train=TrainConfig(batch_size=2, lr=1e-4, epoch_rule=True, min_epochs=100, rule_window=20,
                       rule_min_drop=0.01, diffusion_steps=0, baseline_steps=0, checkpoint_every=5000,
                       log_every=50),
-    sample=SampleConfig(mc_samples=10, ddpm_steps=1000, em_steps=1000, pc_steps=500, pc_corrector_steps=1,
-                        chunk_size=16),
+    sample=SampleConfig(mc_samples=10, pc_corrector_steps=1, chunk_size=16),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEMO, CPU, GPU, PAPER)}
@@ -214,6 +205,25 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
     return replace(profile, **overrides) if overrides else profile
 
 
+# Checkpoints written before the sampler registry kept one steps field per sampler; they map onto `sampler_steps`.
+LEGACY_STEP_FIELDS = {"ddpm_steps": ("ddpm",), "ddim_steps": ("ddim",), "dpm_steps": ("dpm++2m",),
+                      "em_steps": ("em",), "pc_steps": ("pc",), "heun_steps": ("heun",),
+                      "fast_steps": ("dpm++2m-ve", "dpm++2m-sde", "heun-churn")}
+
+
+def _legacy_sample_section(values: dict) -> dict:
+    """A stored SampleConfig dict with its legacy per-sampler steps fields folded into `sampler_steps`."""
+    values = dict(values)
+    steps = dict(values.get("sampler_steps") or {})
+    for old, samplers in LEGACY_STEP_FIELDS.items():
+        if old in values:
+            value = values.pop(old)
+            for name in samplers:
+                steps.setdefault(name, int(value))
+    values["sampler_steps"] = steps
+    return values
+
+
 def profile_from_dict(d: dict) -> Profile:
     """Rebuild a Profile from `Profile.to_dict()` (lists back to tuples), as stored in a checkpoint."""
     def section(cls, values: dict):
@@ -222,4 +232,4 @@ def profile_from_dict(d: dict) -> Profile:
 
     return Profile(name=d["name"], data=section(DataConfig, d["data"]), model=section(ModelConfig, d["model"]),
                      process=section(ProcessConfig, d["process"]), train=section(TrainConfig, d["train"]),
-                     sample=section(SampleConfig, d["sample"]))
+                     sample=section(SampleConfig, _legacy_sample_section(d["sample"])))

@@ -1,10 +1,21 @@
-"""Time and noise grids of the samplers: respaced DDPM indices, log-SNR grids, the VE-SDE grid, Karras sigmas."""
+"""Time and noise grids of the samplers: respaced DDPM indices, log-SNR grids, the VE-SDE grid, Karras sigmas.
+
+The sigma-space solvers take their grid as data: a decreasing list of noise levels ending with 0
+(`sigmas_at_steps` turns DDPM indices into one, `karras_sigmas` makes one for any process).
+"""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ctmri.diffusion.processes import DDPM, VESDE
-from ctmri.diffusion.sampler_utils import check_steps
+
+
+def check_steps(steps: int) -> int:
+    """A positive integer number of steps, or one clear error."""
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    return int(steps)
 
 
 def respaced_timesteps(num_steps: int, steps: int) -> np.ndarray:
@@ -37,3 +48,13 @@ def karras_sigmas(sigma_max: float, sigma_min: float, steps: int, rho: float = 7
     ramp = np.linspace(0.0, 1.0, steps)
     lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
     return np.append((hi + ramp * (lo - hi)) ** rho, 0.0)
+
+
+def sigmas_at_steps(process: DDPM, taus: np.ndarray) -> list[float]:
+    """The DDPM's noise levels sigma(tau) = sqrt((1 - abar)/abar) at indices `taus`, then 0 (x0 at the end)."""
+    return [*process.sigma_of_t(torch.from_numpy(np.asarray(taus))).tolist(), 0.0]
+
+
+def process_karras_sigmas(process: DDPM | VESDE, steps: int, rho: float = 7.0) -> list[float]:
+    """Karras grid from the process's sigma_max to its sigma_min, then 0."""
+    return karras_sigmas(process.sigma_max, process.sigma_min, steps, rho).tolist()

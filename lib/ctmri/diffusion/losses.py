@@ -63,13 +63,13 @@ def _per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).pow(2).flatten(1).mean(1)
 
 
-def eps_loss(net: nn.Module, process: DDPM, x0: torch.Tensor, y: torch.Tensor, generator: GeneratorArg,
+def eps_loss(convention, process: DDPM, x0: torch.Tensor, y: torch.Tensor, generator: GeneratorArg,
              weighting: str = "eps") -> torch.Tensor:
     """E_t,eps w(t) ‖eps − eps_θ(√ᾱ_t x0 + √(1−ᾱ_t) eps, y, t)‖², t ~ U{0..T−1} (study eq. 23; Ho et al. 2020 Alg. 1)."""
     t = randint(process.num_steps, x0.shape[0], generator)
     eps = noise_like(x0, generator)
     t = t.to(x0.device)
-    pred = net(process.q_sample(x0, t, eps), y, t)
+    pred = convention.eps(process.perturb(x0, t, eps), y, t)
     w = snr_weight(process, t, weighting).to(x0.device)
     return (w * _per_sample_mse(pred, eps)).mean()
 
@@ -118,10 +118,7 @@ def dsm_loss(convention, process: VESDE, x0: torch.Tensor, y: torch.Tensor, gene
     z = noise_like(x0, generator)
     x_t = x0 + bcast(sigma, x0) * z
     sig = sigma.to(x0.device)
-    if hasattr(convention, "denoise_sigma"):
-        d = convention.denoise_sigma(x_t, y, sig)
-    else:
-        d = convention.denoise(x_t, y, process.t_of_std(sig).float())
+    d = convention(x_t, y, sig)
     w = dsm_weight(sigma, weighting, sigma_data).float().to(x0.device)
     return (w * _per_sample_mse(d, x0)).mean()
 

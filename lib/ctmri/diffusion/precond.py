@@ -1,9 +1,10 @@
-"""Network conventions: one class per way a raw UNet F becomes a denoiser, eps and score (docs/ALGORITHMS.md,
-"Denoiser parametrisation"; Karras et al. 2022, Table 1, whose precond classes keep a convention in one place).
+"""Network conventions: one class per way a raw UNet F becomes a denoiser (docs/ALGORITHMS.md, "One denoiser
+contract"; Karras et al. 2022, Table 1, whose precond classes keep a network's whole convention in one place).
 
 Every convention turns the raw network F(x, y, c_noise) into
-  - the process convention the samplers call: `conv(x, y, t)` (eps for the DDPM, the score for the VE-SDE);
-  - a denoiser `conv.denoise(x, y, t)`: the estimate of x0 (Tweedie's formula for the VE-SDE).
+  - the one contract the samplers see: `conv(x, y, sigma)` = D(x, sigma), the estimate of x0 from the unscaled
+    state x = x_t / scale(t) at noise level sigma ((B,) tensor); for the VE-SDE x is x_t itself;
+  - what its training loss needs: `eps(x_t, y, t)` (DDPM, eq. 23) or the score / D at a time (VE-SDE, eq. 28).
 A convention is described by a plain dict (`describe()`), stored in every checkpoint, so a network is always
 called the way it was trained (`from_description`).
 """
@@ -17,30 +18,40 @@ import torch
 from ctmri.diffusion.processes import DDPM, VESDE, bcast
 
 Net = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]   # D(x, y, sigma) -> x0 estimate
 
 
 class EpsPrediction:
-    """DDPM eps-prediction (study eq. 23; Ho et al. 2020): eps = F(x_t, y, t), t the 0-based step index."""
+    """DDPM eps-prediction (study eq. 23; Ho et al. 2020): eps = F(x_t, y, t), t the 0-based step index.
+
+    As a denoiser (k-diffusion's DiscreteEpsDDPMDenoiser): x_t = sqrt(abar_t) x, t = the step of sigma,
+    D(x, sigma) = x - sigma eps(x_t, y, t) (Ho et al. 2020, eq. 15, divided by sqrt(abar_t)).
+    """
 
     kind = "ddpm-eps"
 
     def __init__(self, net: Net, process: DDPM):
         self.net, self.process = net, process
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def eps(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """eps_theta(x_t, y, t)."""
-        return self.net(x, y, t.float())
+        return self.net(x_t, y, t.float())
 
-    def denoise(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) (Ho et al. 2020, eq. 15)."""
-        return self.process.predict_x0(x, t, self(x, y, t))
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(x, sigma) = x - sigma eps(sqrt(abar_t) x, y, t(sigma))."""
+        t = self.process.t_of_sigma(sigma.reshape(-1)).to(x.device)
+        s = bcast(self.process.sigma_of_t(t.cpu()), x)
+        return x - s * self.eps(x * (1 + s * s).rsqrt(), y, t)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "time_input": "t (0-based step index)"}
 
 
 class VEScoreOverStd:
-    """VE-SDE score as in Song's score-SDE code: s = F(x, y, 1000 t) / std(t) (the F target is -z; legacy default)."""
+    """VE-SDE score as in Song's score-SDE code: s = F(x, y, 1000 t) / std(t) (the F target is -z; legacy default).
+
+    As a denoiser, Tweedie's formula at t = t(sigma): D(x, sigma) = x + std(t)^2 s(x, y, t) = x + std(t) F.
+    """
 
     kind = "ve-score-over-std"
     TIME_SCALE = 1000.0
@@ -48,13 +59,17 @@ class VEScoreOverStd:
     def __init__(self, net: Net, process: VESDE):
         self.net, self.process = net, process
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """s_theta(x, y, t) = F(x, y, 1000 t) / std(t)."""
         return self.net(x, y, self.TIME_SCALE * t.float()) / bcast(self.process.marginal_std(t), x)
 
-    def denoise(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoise_at_t(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Tweedie: x0_hat = x + std(t)^2 s(x, t)."""
-        return x + bcast(self.process.marginal_std(t), x) ** 2 * self(x, y, t)
+        return x + bcast(self.process.marginal_std(t), x) ** 2 * self.score(x, y, t)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(x, sigma): Tweedie at t = t_of_std(sigma)."""
+        return self.denoise_at_t(x, y, self.process.t_of_std(sigma.reshape(-1)).to(x.device).to(x.dtype))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "time_scale": self.TIME_SCALE}
@@ -78,7 +93,7 @@ class VEPreconditioned:
             raise ValueError(f"sigma_data must be > 0, got {sigma_data}.")
         self.net, self.process, self.sigma_data = net, process, float(sigma_data)
 
-    def denoise_sigma(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D(x, sigma), sigma a (B,) tensor of noise levels."""
         sd2 = self.sigma_data ** 2
         s = sigma.to(device=x.device, dtype=torch.float32).reshape(-1)
@@ -88,15 +103,6 @@ class VEPreconditioned:
         c_out = s4 * self.sigma_data * c_in
         f = self.net((c_in * x).to(x.dtype), y, self.NOISE_SCALE * torch.log(s) / 4)
         return c_skip * x.float() + c_out * f.float()
-
-    def denoise(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """D(x, std(t))."""
-        return self.denoise_sigma(x, y, self.process.marginal_std(t))
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """s_theta(x, y, t) = (D(x, std(t)) - x) / std(t)^2."""
-        sigma = self.process.marginal_std(t).to(device=x.device, dtype=torch.float32)
-        return ((self.denoise_sigma(x, y, sigma) - x.float()) / bcast(sigma, x) ** 2).to(x.dtype)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "sigma_data": self.sigma_data, "noise_scale": self.NOISE_SCALE,

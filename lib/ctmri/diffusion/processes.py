@@ -1,4 +1,11 @@
-"""Forward processes: the DDPM schedule (Ho et al. 2020) and the VE-SDE (Song et al. 2021)."""
+"""Forward processes: the DDPM schedule (Ho et al. 2020) and the VE-SDE (Song et al. 2021), behind one interface.
+
+Both are written as x_t = scale(t) (x0 + sigma(t) n) (Karras et al. 2022, eq. 10): the VE-SDE has scale = 1 and
+sigma = std(t); the DDPM has scale = sqrt(abar_t) and sigma = sqrt((1 - abar_t) / abar_t). Every process has
+`sigma_of_t(t)`, `t_of_sigma(sigma)`, `scale_of_sigma(sigma)`, `perturb(x0, t, noise)`, `prior_sample(...)`, and
+`sigma_max` / `sigma_min`, the noise levels where its samplers start and stop (docs/ALGORITHMS.md, "One
+denoiser contract").
+"""
 from __future__ import annotations
 
 import math
@@ -49,6 +56,41 @@ class DDPM:
         a = self.abar(t, x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The process interface's name for `q_sample`."""
+        return self.q_sample(x0, t, noise)
+
+    def sigma_of_t(self, t: torch.Tensor | int) -> torch.Tensor:
+        """sigma(t) = sqrt((1 - abar_t) / abar_t) at integer steps t (float64): the noise level of x_t / sqrt(abar_t)."""
+        a = self.alphas_cumprod[torch.as_tensor(t).long().cpu()]
+        return ((1 - a) / a).sqrt()
+
+    def t_of_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
+        """The step index whose sigma is nearest to `sigma` in log space (exact on the schedule's own values), long."""
+        sigma = torch.as_tensor(sigma)
+        table = self._log_sigma_on(sigma.device)
+        return (table[None, :] - torch.log(sigma.double()).reshape(-1, 1)).abs().argmin(dim=1).reshape(sigma.shape)
+
+    @staticmethod
+    def scale_of_sigma(sigma: float) -> float:
+        """sqrt(abar) = 1 / sqrt(1 + sigma^2): the factor between x_t and the unscaled x_t / sqrt(abar_t)."""
+        return 1.0 / math.sqrt(1.0 + float(sigma) ** 2)
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigma_of_t(self.num_steps - 1))
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigma_of_t(0))
+
+    def _log_sigma_on(self, device: torch.device) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_log_sigma_cache", {})
+        if device not in cache:
+            a = self.alphas_cumprod
+            cache[device] = (0.5 * torch.log((1 - a) / a)).to(device)
+        return cache[device]
+
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
         a = self.abar(t, x_t)
@@ -91,6 +133,27 @@ class VESDE:
         """std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma))."""
         t = torch.as_tensor(t, dtype=torch.float64)      # stays on t's device: no host sync
         return torch.sqrt(torch.expm1(2 * self.log_sigma * t) / (2 * self.log_sigma))
+
+    def sigma_of_t(self, t: torch.Tensor | float) -> torch.Tensor:
+        """The process interface's name for `marginal_std`."""
+        return self.marginal_std(t)
+
+    def t_of_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
+        """The process interface's name for `t_of_std`."""
+        return self.t_of_std(sigma)
+
+    @staticmethod
+    def scale_of_sigma(sigma: float) -> float:
+        """The VE-SDE never scales its state: 1."""
+        return 1.0
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.marginal_std(1.0))
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.marginal_std(self.eps_sample))
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """g(t) = sigma^t."""

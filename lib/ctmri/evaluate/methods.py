@@ -9,18 +9,17 @@ from typing import Any
 
 import numpy as np
 
-BASELINES = ("cnn", "wgan")
-STUDY_SAMPLERS = ("ddpm", "ode", "em", "pc")
-FAST_SAMPLERS = ("ddim", "dpm++2m", "heun", "dpm++2m-ve", "dpm++2m-sde", "heun-churn", "denoise")
-ORDER = BASELINES + STUDY_SAMPLERS + FAST_SAMPLERS
-NAMES = {"cnn": "CNN", "wgan": "WGAN-GP", "ddpm": "DDPM", "ode": "ODE", "em": "EM", "pc": "PC",
-         "ddim": "DDIM", "dpm++2m": "DPM++2M", "heun": "Heun", "dpm++2m-ve": "DPM++2M-VE",
-         "dpm++2m-sde": "DPM++2M-SDE", "heun-churn": "Heun-churn", "denoise": "D(noise)"}
+from ctmri.diffusion.samplers import SAMPLERS, names, study_order
+
+BASELINES = tuple(names(role="baseline"))          # every list here is read off the sampler registry
+STUDY_SAMPLERS = tuple(names(role="study"))
+FAST_SAMPLERS = tuple(names(role="fast"))
+ORDER = tuple(study_order())
 
 
 def label(sampler: str, mc_mean: bool = False) -> str:
     """Display label of a sampler ("DDPM"), with "-M" for the MC mean as in the study ("DDPM-M")."""
-    return NAMES.get(sampler, sampler) + ("-M" if mc_mean else "")
+    return (SAMPLERS[sampler].label if sampler in SAMPLERS else sampler) + ("-M" if mc_mean else "")
 
 
 def variants(d: dict[str, Any]) -> list[tuple[str, str, np.ndarray]]:

@@ -14,14 +14,13 @@ import html
 import numpy as np
 
 from ctmri import paths
-from ctmri.evaluate.methods import ORDER as METHOD_ORDER
+from ctmri.diffusion.samplers import default_sampler, names, study_order
 from ctmri.figures import explorer_views as views
-from ctmri.sample.settings import ALL_SAMPLERS
 from ctmri.sample.store import load_samples, sample_files
 
-# every sampler the pipeline can write (the registry and the one-pass baselines), in the study's order
-ORDER = tuple(dict.fromkeys((*METHOD_ORDER, *ALL_SAMPLERS)))
-STUDY = ("dpm++2m-ve", "ddpm", "em", "pc", "ode")   # shown side by side by default when sampled (the fastest good one first)
+ORDER = tuple(study_order())        # every sampler the pipeline can write (the registry), in the study's order
+# shown side by side by default when sampled: the default sampler (the fastest good one) first, then the study's own
+STUDY = tuple(dict.fromkeys((default_sampler(), *names(role="study"))))
 NOTES = {
     "smoke": "Profile <b>smoke</b> only tests that the pipeline runs: its models are trained for a few steps, so "
              "every panel is noise. For a real reverse diffusion run <code>make demo</code> (about ten minutes) "

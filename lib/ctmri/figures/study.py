@@ -26,15 +26,14 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from ctmri.evaluate import metrics as M  # noqa: E402
+from ctmri.diffusion.samplers import SAMPLERS  # noqa: E402
 from ctmri.evaluate.methods import ORDER, STUDY_SAMPLERS, label, variants  # noqa: E402
 from ctmri.paths import figures_dir, run_dir  # noqa: E402
 from ctmri.data.intensity import model_to_hu, std_to_hu  # noqa: E402
 from ctmri.provenance import save_figure  # noqa: E402
 from ctmri.sample.store import load_samples, sample_files  # noqa: E402
 
-COLORS = {"cnn": "#999999", "wgan": "#000000", "ddpm": "#E69F00", "ode": "#56B4E9", "em": "#009E73",
-          "pc": "#CC79A7", "ddim": "#D55E00", "dpm++2m": "#0072B2", "heun": "#F0E442",   # Okabe-Ito
-          "dpm++2m-ve": "#332288", "dpm++2m-sde": "#88CCEE", "heun-churn": "#999933", "denoise": "#AA4499"}
+COLORS = {name: record.color for name, record in SAMPLERS.items()}   # one colour per sampler, from the registry
 CT_WINDOW = "CT: HU window [−1024, 3000] shown as [0, 1]"
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
          "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 150, "axes.spines.top": False,

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from ctmri import rng
-from ctmri.diffusion.samplers import get_sampler
+from ctmri.diffusion.samplers import get_sampler, spec
 from ctmri.diffusion.trajectory import record_every
-from ctmri.sample.settings import ONE_PASS, default_device
+from ctmri.sample.settings import default_device
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -38,8 +39,9 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
     from tqdm.auto import tqdm
 
     device = torch.device(device or default_device())
-    one_pass = sampler in ONE_PASS
-    fn = None if one_pass else get_sampler(sampler, process)
+    record = spec(sampler)
+    one_pass = record.one_pass
+    fn = record.run if one_pass else get_sampler(sampler, process)
     options = dict(options or {})
     cond_t = torch.as_tensor(np.asarray(cond, dtype=np.float32))
     n, k_rep = cond_t.shape[0], (1 if one_pass else int(mc_samples))
@@ -62,15 +64,10 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
     for chunk in chunks:
         idx = torch.tensor([i for i, _ in chunk])
         y = cond_t[idx].to(device)
-        if one_pass:
-            with torch.no_grad():
-                out = model(y)
-            nfe_weighted += len(chunk)
-        else:
-            gens = [rng.make_generator(int(seeds[i, k]), device) for i, k in chunk]
-            info: dict = {}
-            out = fn(model, process, y, steps=steps, generator=gens, info=info, out_channels=out_channels, **options)
-            nfe_weighted += info["nfe"] * len(chunk)
+        gens = None if one_pass else [rng.make_generator(int(seeds[i, k]), device) for i, k in chunk]
+        info: dict = {}
+        out = fn(model, process, y, steps=steps, generator=gens, info=info, out_channels=out_channels, **options)
+        nfe_weighted += info["nfe"] * len(chunk)
         out = out.detach().float().cpu().numpy()
         for j, (i, k) in enumerate(chunk):
             samples[i, k] = out[j]
@@ -104,23 +101,21 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
     }
 
 
-class _CountingModel:
-    """A model wrapper that counts calls and keeps the time of the last one (the state a callback reports)."""
+class _CountingDenoiser:
+    """A denoiser wrapper that counts calls and keeps the noise level of the last one (the state a callback reports)."""
 
-    def __init__(self, model: Callable[..., torch.Tensor]):
-        self.model, self.calls, self.t = model, 0, float("nan")
+    def __init__(self, denoiser: Callable[..., torch.Tensor]):
+        self.denoiser, self.calls, self.sigma = denoiser, 0, float("nan")
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        self.t = float(torch.as_tensor(t).reshape(-1)[0])
-        return self.model(x, y, t)
+        self.sigma = float(torch.as_tensor(sigma).reshape(-1)[0])
+        return self.denoiser(x, y, sigma)
 
 
-def noise_level(process, t: float) -> float:
-    """The noise std of x_t: sqrt(1 - abar_t) for the DDPM (integer t), marginal_std(t) for the VE-SDE."""
-    if process.kind == "ddpm":
-        return float((1 - process.alphas_cumprod[int(round(t))]).sqrt())
-    return float(process.marginal_std(t))
+def frame_time(process, sigma: float) -> tuple[float, float]:
+    """(the network's time t(sigma), the noise std of x_t = scale sigma) for a recorded frame."""
+    return float(process.t_of_sigma(torch.tensor([sigma], dtype=torch.float64))[0]), sigma * process.scale_of_sigma(sigma)
 
 
 def trajectories(model: Callable[..., torch.Tensor], process, sampler: str, cond, seeds: Sequence[int], *, steps: int,
@@ -136,14 +131,14 @@ def trajectories(model: Callable[..., torch.Tensor], process, sampler: str, cond
     same draws as `monte_carlo`. progress(done, total) is called after each chunk.
     """
     device = torch.device(device or default_device())
-    fn = get_sampler(sampler, process)
+    fn, adaptive = get_sampler(sampler, process), spec(sampler).adaptive
     cond_t = torch.as_tensor(np.asarray(cond, dtype=np.float32))
     xs, x0s, per_frame = [], [], None
     for j in range(0, len(seeds), chunk_size):
-        timed, rec, at, info = _CountingModel(model), record_every(every), {}, {}
+        timed, rec, at, info = _CountingDenoiser(model), record_every(every), {}, {}
 
         def callback(i: int, x: torch.Tensor, x0: torch.Tensor) -> None:
-            at[i] = (timed.t, timed.calls - 1)
+            at[i] = (*frame_time(process, timed.sigma), timed.calls - 1)
             rec(i, x, x0)
 
         gens = [rng.make_generator(int(sd), device) for sd in seeds[j:j + chunk_size]]
@@ -152,8 +147,7 @@ def trajectories(model: Callable[..., torch.Tensor], process, sampler: str, cond
         xs.append(torch.cat([rec.x, final[None]]).numpy().swapaxes(0, 1))
         x0s.append(torch.cat([rec.x0_pred, final[None]]).numpy().swapaxes(0, 1))
         kept = rec.steps
-        per_frame = np.array([(i, at[i][0], noise_level(process, at[i][0]),
-                               np.nan if sampler == "ode" else at[i][1]) for i in kept]
+        per_frame = np.array([(i, at[i][0], at[i][1], np.nan if adaptive else at[i][2]) for i in kept]
                              + [(len(at), 0.0, 0.0, info["nfe"])], dtype=np.float64)
         if progress is not None:
             progress(min(j + chunk_size, len(seeds)), len(seeds))

@@ -12,7 +12,8 @@ from ctmri import paths
 from ctmri.config import Profile, get_profile
 from ctmri.data.intensity import model_to_hu, std_to_hu
 from ctmri.sample.mc import monte_carlo
-from ctmri.sample.settings import ONE_PASS, default_device, sampler_method, sampler_settings
+from ctmri.diffusion.samplers import spec
+from ctmri.sample.settings import default_device, sampler_method, sampler_settings
 
 
 def _select_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
@@ -39,7 +40,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                                 f"or run `make reproduce PROFILE={prof.name}`.")
     default_steps, options = sampler_settings(prof, sampler)
     steps = int(steps or default_steps)
-    mc_samples = 1 if sampler in ONE_PASS else int(mc_samples or prof.sample.mc_samples)
+    mc_samples = 1 if spec(sampler).one_pass else int(mc_samples or prof.sample.mc_samples)
     max_slices = prof.sample.max_test_slices if max_slices is None else max_slices
     device = torch.device(device or default_device())
 

@@ -27,13 +27,12 @@ from ctmri.data.readers import HU_AIR_BELOW
 from ctmri.data.volumes import DataError, Image, from_lps, lps_spacing, read_image, to_lps
 from ctmri.provenance import file_digest, provenance, write_json
 from ctmri.sample.mc import monte_carlo
-from ctmri.sample.settings import ONE_PASS, default_device, sampler_method, sampler_settings
+from ctmri.diffusion.samplers import default_sampler, spec
+from ctmri.sample.settings import default_device, sampler_method, sampler_settings
 
-# The best quality per second measured (benchmarks/results/quality.md, cpu): DPM-Solver++(2M) in sigma space on the
-# EDM-preconditioned VE model, 10 NFE, MC mean at or above the 1000-step ancestral DDPM's quality.
-DEFAULT_SAMPLER = "dpm++2m-ve"  # without --checkpoint it also picks the checkpoint: runs/<profile>/checkpoints/vesde.pt
-# with --checkpoint and no --sampler: the default sampler of the checkpoint's method (benchmarks/results/quality.md)
-METHOD_DEFAULT_SAMPLER = {"ddpm": "ddpm", "vesde": "dpm++2m-ve", "cnn": "cnn", "wgan": "wgan"}
+# The default sampler is the registry's (`default=True`; the best quality per second measured, benchmarks/README.md):
+# without --checkpoint it also picks the checkpoint, runs/<profile>/checkpoints/<its method>.pt; with --checkpoint and
+# no --sampler, the checkpoint method's own default (`method_default=True`).
 AIR_HU = -1000               # written outside the body
 MR_SCALE = 1000.0            # synthetic MR: model space [-1, 1] → [0, 1000] (arbitrary T2w units)
 OUTPUT_STEM = {"mr2ct": "sct", "ct2mr": "smr"}
@@ -120,8 +119,8 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
     start = time.perf_counter()
     if sampler is None and checkpoint is not None and Path(checkpoint).exists():
         from ctmri.models.checkpoints import load_checkpoint
-        sampler = METHOD_DEFAULT_SAMPLER.get(load_checkpoint(checkpoint)["method"])
-    sampler = sampler or DEFAULT_SAMPLER
+        sampler = default_sampler(load_checkpoint(checkpoint)["method"])
+    sampler = sampler or default_sampler()
     method = sampler_method(sampler)
     for name, value in (("mc_samples", mc_samples), ("steps", steps), ("chunk_size", chunk_size)):
         if value is not None and int(value) < 1:
@@ -163,7 +162,7 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
     prof = profile_from_dict(loaded.meta["config"])
     default_steps, options = sampler_settings(prof, sampler)
     steps = int(steps or default_steps)
-    k_rep = 1 if sampler in ONE_PASS else int(mc_samples or prof.sample.mc_samples)
+    k_rep = 1 if spec(sampler).one_pass else int(mc_samples or prof.sample.mc_samples)
     chunk = int(chunk_size or prof.sample.chunk_size)
     seed = prof.sample.seed if seed is None else int(seed)
     size = prof.data.image_size

@@ -1,5 +1,5 @@
-"""Samplers of the VE-SDE (model = score): Euler–Maruyama, predictor–corrector, probability-flow ODE, Heun.
-Signature in `samplers.py`; few-step samplers in `ve_fast_samplers.py`."""
+"""The study's VE-SDE samplers (Table II): Euler–Maruyama, predictor–corrector, probability-flow ODE, on the score
+s = (D - x) / sigma^2 of the one denoiser. Signature in `samplers.py`; few-step samplers in `sigma_solvers.py`."""
 from __future__ import annotations
 
 import math
@@ -8,44 +8,56 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ctmri.diffusion.grids import karras_sigmas, vesde_times
-from ctmri.diffusion.processes import VESDE, Model
-from ctmri.diffusion.sampler_utils import (Callback, check_steps, initial_state, noise_like, require_process,
-                                           set_nfe, step_times)
+from ctmri.diffusion.grids import check_steps, vesde_times
+from ctmri.diffusion.processes import VESDE
+from ctmri.diffusion.registry import register, require_process
+from ctmri.diffusion.sampler_utils import Callback, Denoiser, initial_state, noise_like, score_from, set_nfe, step_tensors
 from ctmri.rng import GeneratorArg
 
 
-def _ve_schedule(process: VESDE, times: np.ndarray) -> tuple[list[float], list[float]]:
-    """g(t)^2 and std(t)^2 at the given times, as Python floats."""
-    t = torch.from_numpy(np.asarray(times, dtype=np.float64))
-    return (process.diffusion(t) ** 2).tolist(), (process.marginal_std(t) ** 2).tolist()
-
-
 def _sde_grid(process: VESDE, steps: int, x: torch.Tensor):
-    """Reverse-SDE grid t = 1 .. eps_s with dt = (1 - eps_s)/N: times, dt, g^2, std^2 and per-step (B,) time tensors."""
+    """Reverse-SDE grid t = 1 .. eps_s with dt = (1 - eps_s)/N: times, dt, g^2 per step, (B,) sigma tensors."""
     times = vesde_times(process, steps)
-    g2, std2 = _ve_schedule(process, times)
-    return times, (1.0 - process.eps_sample) / len(times), g2, std2, step_times(times.tolist(), x.shape[0], x.device, x.dtype)
+    t = torch.from_numpy(np.asarray(times, dtype=np.float64))
+    sigmas = step_tensors(process.marginal_std(t.to(x.dtype).double()).tolist(), x.shape[0], x.device, torch.float32)
+    return times, (1.0 - process.eps_sample) / len(times), (process.diffusion(t) ** 2).tolist(), sigmas
 
 
-def _tweedie_at_eps(model: Model, process: VESDE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Noise removal (Song et al. 2021 code, `noise_removal`): one Tweedie step x + std(eps_s)^2 s(x, eps_s) to sigma = 0."""
-    t = torch.full((x.shape[0],), process.eps_sample, device=x.device, dtype=x.dtype)
-    return x + float(process.marginal_std(process.eps_sample)) ** 2 * model(x, y, t)
+def _noise_removal(denoiser: Denoiser, process: VESDE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Noise removal (Song et al. 2021 code, `noise_removal`): one Tweedie step D(x, std(eps_s)) to sigma = 0."""
+    sigma = torch.full((x.shape[0],), process.sigma_min, device=x.device, dtype=torch.float32)
+    return denoiser(x, y, sigma).to(x.dtype)
 
 
+def _settings_sde(sample_cfg) -> dict:
+    return {"noise_removal": sample_cfg.noise_removal}
+
+
+def _settings_pc(sample_cfg) -> dict:
+    return {"corrector_steps": sample_cfg.pc_corrector_steps, "snr": sample_cfg.snr,
+            "noise_removal": sample_cfg.noise_removal}
+
+
+def _settings_ode(sample_cfg) -> dict:
+    return {"rtol": sample_cfg.ode_rtol, "atol": sample_cfg.ode_atol, "noise_removal": sample_cfg.noise_removal}
+
+
+@register("em", method="vesde", role="study", label="EM", color="#009E73", default_steps=1000,
+          nfe=lambda process, steps, o: steps + int(o.get("noise_removal", True)), stochastic=True,
+          options=_settings_sde, summary="reverse-time SDE, Euler–Maruyama (study eq. 30)")
 @torch.no_grad()
-def euler_maruyama(model: Model, process: VESDE, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
+def euler_maruyama(denoiser: Denoiser, process: VESDE, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
                    callback: Optional[Callback] = None, noise_removal: bool = True, out_channels: int = 1,
                    x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
     """Reverse-time SDE, Euler–Maruyama, eq. (30): x <- x + g^2 s dt + g sqrt(dt) z, t = 1 .. eps_s.
 
     noise_removal (default): the last step keeps its noise, so x ~ p_eps, then one Tweedie step to sigma = 0
-    (`_tweedie_at_eps`, NFE = steps + 1); off: the last step returns its mean, leaving std(eps_s) of noise.
+    (`_noise_removal`, NFE = steps + 1); off: the last step returns its mean, leaving std(eps_s) of noise.
     """
-    require_process("em", process, "vesde")
-    return _reverse_sde(model, process, y, steps, generator, callback, 0, 0.0, "sample", noise_removal,
-                        out_channels, x_init, info)
+    require_process("em", process)
+    return _reverse_sde(denoiser, process, y, steps=steps, generator=generator, callback=callback, corrector_steps=0,
+                        snr=0.0, norm="sample", noise_removal=noise_removal, out_channels=out_channels, x_init=x_init,
+                        info=info)
 
 
 def langevin_step_size(score: torch.Tensor, z: torch.Tensor, snr: float, norm: str = "sample") -> torch.Tensor:
@@ -60,8 +72,11 @@ def langevin_step_size(score: torch.Tensor, z: torch.Tensor, snr: float, norm: s
     return gamma.reshape(-1, *([1] * (score.dim() - 1)))
 
 
+@register("pc", method="vesde", role="study", label="PC", color="#CC79A7", default_steps=500,
+          nfe=lambda process, steps, o: steps * (o.get("corrector_steps", 1) + 1) + int(o.get("noise_removal", True)),
+          stochastic=True, options=_settings_pc, summary="predictor–corrector, EM + Langevin (study eq. 31)")
 @torch.no_grad()
-def predictor_corrector(model: Model, process: VESDE, y: torch.Tensor, *, steps: int,
+def predictor_corrector(denoiser: Denoiser, process: VESDE, y: torch.Tensor, *, steps: int,
                         generator: GeneratorArg = None, callback: Optional[Callback] = None,
                         corrector_steps: int = 1, snr: float = 0.16, norm: str = "sample", noise_removal: bool = True,
                         out_channels: int = 1, x_init: Optional[torch.Tensor] = None,
@@ -73,41 +88,45 @@ def predictor_corrector(model: Model, process: VESDE, y: torch.Tensor, *, steps:
     uses each sample's own norms so a batch element never depends on the others (MC replicates
     regenerate alone); norm="batch" averages them over the batch like Song's code.
     """
-    require_process("pc", process, "vesde")
+    require_process("pc", process)
     if corrector_steps < 0:
         raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}.")
-    return _reverse_sde(model, process, y, steps, generator, callback, corrector_steps, snr, norm, noise_removal,
-                        out_channels, x_init, info)
+    return _reverse_sde(denoiser, process, y, steps=steps, generator=generator, callback=callback,
+                        corrector_steps=corrector_steps, snr=snr, norm=norm, noise_removal=noise_removal,
+                        out_channels=out_channels, x_init=x_init, info=info)
 
 
-def _reverse_sde(model: Model, process: VESDE, y: torch.Tensor, steps: int, generator: GeneratorArg,
+def _reverse_sde(denoiser: Denoiser, process: VESDE, y: torch.Tensor, *, steps: int, generator: GeneratorArg,
                  callback: Optional[Callback], corrector_steps: int, snr: float, norm: str, noise_removal: bool,
                  out_channels: int, x_init: Optional[torch.Tensor], info: Optional[dict]) -> torch.Tensor:
     """The reverse-SDE loop of eq. (30) with M Langevin corrector steps per time (M = 0: Euler–Maruyama)."""
     x = initial_state(process, y, generator, x_init, out_channels)
-    times, dt, g2, std2, ts = _sde_grid(process, steps, x)
+    times, dt, g2, sigmas = _sde_grid(process, steps, x)
     for i in range(len(times)):
         for j in range(corrector_steps):
-            s = model(x, y, ts[i])
+            s = score_from(denoiser, x, y, sigmas[i])
             if j == 0 and callback is not None:
-                callback(i, x, x + std2[i] * s)
+                callback(i, x, x + float(sigmas[i][0]) ** 2 * s)
             z = noise_like(x, generator)
             gamma = langevin_step_size(s, z, snr, norm)
             x = x + gamma * s + (2 * gamma).sqrt() * z
-        s = model(x, y, ts[i])
+        s = score_from(denoiser, x, y, sigmas[i])
         if corrector_steps == 0 and callback is not None:
-            callback(i, x, x + std2[i] * s)
+            callback(i, x, x + float(sigmas[i][0]) ** 2 * s)
         mean = x + (g2[i] * dt) * s
         last = i == len(times) - 1
         x = mean + math.sqrt(g2[i] * dt) * noise_like(x, generator) if (noise_removal or not last) else mean
     if noise_removal:
-        x = _tweedie_at_eps(model, process, x, y)
+        x = _noise_removal(denoiser, process, x, y)
     set_nfe(info, len(times) * (corrector_steps + 1) + int(noise_removal))
     return x
 
 
+@register("ode", method="vesde", role="study", label="ODE", color="#56B4E9", default_steps=10,
+          nfe=lambda process, steps, o: None, stochastic=False, adaptive=True, options=_settings_ode,
+          summary="probability-flow ODE, adaptive RK45 (study eq. 33); steps = frames reported")
 @torch.no_grad()
-def probability_flow_ode(model: Model, process: VESDE, y: torch.Tensor, *, steps: int = 10,
+def probability_flow_ode(denoiser: Denoiser, process: VESDE, y: torch.Tensor, *, steps: int = 10,
                          generator: GeneratorArg = None, callback: Optional[Callback] = None,
                          rtol: float = 1e-5, atol: float = 1e-5, method: str = "RK45", noise_removal: bool = True,
                          out_channels: int = 1, x_init: Optional[torch.Tensor] = None,
@@ -123,7 +142,7 @@ def probability_flow_ode(model: Model, process: VESDE, y: torch.Tensor, *, steps
     """
     from scipy.integrate import solve_ivp
 
-    require_process("ode", process, "vesde")
+    require_process("ode", process)
     steps = check_steps(steps)
     x = initial_state(process, y, generator, x_init, out_channels)
     shape, device, dtype = x.shape, x.device, x.dtype
@@ -131,7 +150,9 @@ def probability_flow_ode(model: Model, process: VESDE, y: torch.Tensor, *, steps
     nfe = 0
 
     def score(t: float, x_t: torch.Tensor) -> torch.Tensor:
-        return model(x_t, y, torch.full((shape[0],), t, device=device, dtype=dtype))
+        t32 = torch.full((shape[0],), t, dtype=dtype)
+        sigma = process.marginal_std(t32.double()).to(device=device, dtype=torch.float32)
+        return score_from(denoiser, x_t, y, sigma)
 
     def rhs(t: float, x_flat: np.ndarray) -> np.ndarray:
         nonlocal nfe
@@ -151,39 +172,7 @@ def probability_flow_ode(model: Model, process: VESDE, y: torch.Tensor, *, steps
             callback(i, x_i, x_i + std2[i] * score(float(t_eval[i]), x_i))
     x = torch.from_numpy(sol.y[:, -1]).reshape(shape).to(device=device, dtype=dtype)
     if noise_removal:
-        x = _tweedie_at_eps(model, process, x, y)
+        x = _noise_removal(denoiser, process, x, y)
         nfe += 1
     set_nfe(info, nfe)
-    return x
-
-
-@torch.no_grad()
-def heun(model: Model, process: VESDE, y: torch.Tensor, *, steps: int, generator: GeneratorArg = None,
-         callback: Optional[Callback] = None, rho: float = 7.0, out_channels: int = 1,
-         x_init: Optional[torch.Tensor] = None, info: Optional[dict] = None) -> torch.Tensor:
-    """Heun on the probability-flow ODE in sigma space, dx/dsigma = -sigma s (Karras et al. 2022, Alg. 1, no churn).
-
-    Grid: `steps` rho-spaced sigmas from std(1) to std(eps_s), then sigma = 0; the last step (to
-    sigma = 0) is Euler, i.e. the Tweedie denoiser at std(eps_s). NFE = 2 steps - 1.
-    """
-    require_process("heun", process, "vesde")
-    sig = karras_sigmas(float(process.marginal_std(1.0)), float(process.marginal_std(process.eps_sample)),
-                        steps, rho)
-    times = process.t_of_std(torch.from_numpy(sig[:-1])).tolist()
-    sig = sig.tolist()
-    x = initial_state(process, y, generator, x_init, out_channels)
-    ts = step_times(times, x.shape[0], x.device, x.dtype)
-    n = len(times)
-    for i in range(n):
-        s = model(x, y, ts[i])
-        if callback is not None:
-            callback(i, x, x + sig[i] ** 2 * s)
-        d = -sig[i] * s
-        ds = sig[i + 1] - sig[i]
-        x_next = x + ds * d
-        if sig[i + 1] > 0:
-            d2 = -sig[i + 1] * model(x_next, y, ts[i + 1])
-            x_next = x + (0.5 * ds) * (d + d2)
-        x = x_next
-    set_nfe(info, 2 * n - 1)
     return x
