@@ -1,5 +1,5 @@
 # ctmri: every stage of the study is a file target; `make reproduce` walks the DAG through papermill.
-#   make setup | test | reproduce [PROFILE=cpu] | reproduce-min | demo | bench | lab | clean
+#   make setup | test | test-fast | reproduce [PROFILE=cpu] | reproduce-min | demo | bench | lab | clean
 # ROOT is where data/, runs/ and figures/ go (default: this folder); tests use a scratch ROOT.
 
 SHELL      := /bin/bash
@@ -47,7 +47,7 @@ define run_notebook
 	status=$$?; echo "$(2) $$(( $$(date +%s) - start )) s" | tee -a $(RUN)/stage_seconds.txt; exit $$status
 endef
 
-.PHONY: setup test test-unit test-pipeline test-notebooks reproduce reproduce-min demo data train sample evaluate figures explore bench lab clean
+.PHONY: setup test test-fast reproduce reproduce-min demo data train sample evaluate figures explore bench lab clean
 
 setup: $(STAMP)
 
@@ -115,10 +115,13 @@ demo: setup
 # ---- tests -------------------------------------------------------------------------------------
 TEST_ROOT := $(CURDIR)/build/test-root
 
+# Everything, the notebook pipeline once (tests/test_notebook_pipeline.py): ~10 min on 2 cores.
 test: setup
 	$(PY) -m pytest tests -q
-	rm -rf $(TEST_ROOT)/nbval
-	CTMRI_ROOT=$(TEST_ROOT)/nbval $(PY) -m pytest --nbval-lax -q -p no:cacheprovider notebooks
+
+# The inner loop: unit, analytic and contract tests, no pipeline stage (marker `slow`): ~2 min on 2 cores.
+test-fast: setup
+	$(PY) -m pytest tests -q -m "not slow"
 
 # Benchmarks of the profile's trained run (after `make reproduce PROFILE=...`): benchmarks/results/results.md|json
 # and quality_vs_nfe.png. BENCH_ARGS passes options on, e.g. BENCH_ARGS="--only quality --mc 4" (run_all.py --help).
@@ -131,3 +134,7 @@ lab: setup
 
 clean:
 	rm -rf runs data/processed data/raw build figures/smoke
+
+# `make print-VAR`: the value of a (generated) variable, e.g. `make print-SAMPLERS_vesde`.
+print-%:
+	@echo '$($*)'

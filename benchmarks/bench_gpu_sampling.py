@@ -1,5 +1,6 @@
 """Seconds per slice on a GPU: every sampler at the profile's step count, one slice x `--mc` replicates in one batch,
-at each image size (256² and 512²), fp32 and bf16 autocast + channels_last.
+at each image size (256² and 512²), fp32 and bf16 autocast + channels_last. Every sampler: each one in the registry
+(`diffusion.samplers`), the one-pass baselines (CNN, WGAN-GP) included.
 
 The network is the profile's UNet with random weights (the time per call does not depend on the weights; the
 ODE's adaptive NFE does, so it is reported per call and at `--ode-nfe` calls). A sampler whose step count is at
@@ -20,9 +21,8 @@ import numpy as np
 import torch
 
 from ctmri.config import get_profile
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS
+from ctmri.diffusion.samplers import spec, study_order
 from ctmri.sample.mc import monte_carlo
-from ctmri.sample.settings import ONE_PASS
 
 from bench_sampling import load_or_build
 from common import PeakMemory, base_parser, fmt, machine, options_for, sync, table, write_standalone
@@ -35,7 +35,8 @@ def parse(argv: list[str] | None = None):
     ap.add_argument("--probe", type=int, default=20, help="steps actually run for a longer sampler (default 20)")
     ap.add_argument("--ode-nfe", type=int, default=224, help="NFE the ODE is projected at (cpu study: 224)")
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16+channels_last"])
-    ap.add_argument("--samplers", nargs="+", default=[*SAMPLERS, *ONE_PASS])
+    ap.add_argument("--samplers", nargs="+", default=study_order(), choices=study_order(), metavar="SAMPLER",
+                    help="default: every sampler in the registry")
     a = ap.parse_args(argv)
     if a.quick:
         a.sizes, a.mc, a.probe = [16], 2, 2
@@ -66,15 +67,15 @@ def run(a) -> dict[str, Any]:
         built: dict[str, tuple] = {}
         for precision in a.precisions:
             for sampler in a.samplers:
-                method = SAMPLER_PROCESS.get(sampler, sampler)
+                method = spec(sampler).method
                 if method not in built:
-                    built[method] = _build(method, p, device)
+                    built[method] = _build(method, p, device, spec(sampler).one_pass)
                 model, process, net = built[method]
                 timed = Precision(model, net, device, precision)
                 full, options = options_for(p, sampler)
-                full = full or 1
+                adaptive = spec(sampler).adaptive
                 run_steps = full if full <= a.probe else a.probe
-                if "rtol" in options:              # adaptive: NFE depends on the random weights; bound it
+                if adaptive:                       # NFE depends on the random weights; bound it
                     run_steps, options = full, {**options, "rtol": 1e-2, "atol": 1e-2}
                 kw = dict(mc_samples=a.mc, options=options, device=device, progress=False, chunk_size=a.mc)
                 row = {"size": size, "precision": precision, "sampler": sampler, "method": method,
@@ -90,7 +91,7 @@ def run(a) -> dict[str, Any]:
                     scale = full / run_steps
                     row.update(seconds_run=sec, nfe_run=res["nfe"], seconds_per_slice=sec * scale,
                                scaled=scale != 1, seconds_per_call=sec / max(res["nfe"], 1), **mem.result)
-                    if "rtol" in options:
+                    if adaptive:
                         row.update(seconds_per_slice=row["seconds_per_call"] * a.ode_nfe, scaled=True,
                                    note=f"per call x {a.ode_nfe} NFE (random weights took {res['nfe']:.0f})")
                 except Exception as err:
@@ -101,9 +102,10 @@ def run(a) -> dict[str, Any]:
             "base_channels": base.model.base_channels, "channel_mults": list(base.model.channel_mults)}
 
 
-def _build(method: str, p, device):
-    """(model callable, process, net) with random weights."""
-    if method in ONE_PASS:
+def _build(method: str, p, device, one_pass: bool):
+    """(model callable, process, net) with random weights: a one-pass baseline's generator G(y), or a diffusion
+    model's denoiser D(x, y, sigma)."""
+    if one_pass:
         from ctmri.models.build import build_model
 
         torch.manual_seed(0)

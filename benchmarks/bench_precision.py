@@ -6,8 +6,9 @@ train split with `train.loop.train` (the real loop: EMA, loss log, checkpoint) o
 bf16 = TrainConfig.bf16_autocast; channels_last = TrainConfig.channels_last), otherwise the same profile and
 seeds (so the same batches and noise).
 Reported: seconds per step, the final loss (mean of the last 10 % of the loss log) and, on the test slices, the
-MAE (HU, body mask) and SSIM of (a) the one-call denoiser from pure noise, D(x_T, T) (DDPM: x0_hat at t = T-1,
-clipped; VE-SDE: D(x, sigma_max)) and (b) the MC mean of a short sampler (`EVAL_SAMPLERS`). Checkpoints go to a
+MAE (HU, body mask) and SSIM of (a) the one-call denoiser from pure noise, D(x_T / scale, sigma_max) clipped to
+[-1, 1] (the network contract `loaded.model(x, y, sigma)`; DDPM: x0_hat at t = T-1, VE-SDE: D(x, std(1))) and
+(b) the MC mean of a short sampler (`EVAL_SAMPLERS`). Checkpoints go to a
 temporary folder. Writes <out>/precision.json|md.
 
     python benchmarks/bench_precision.py [--profile cpu] [--quality-steps 600] [--slices 6] [--mc 4]
@@ -28,6 +29,7 @@ import torch
 
 from ctmri import rng
 from ctmri.config import get_profile
+from ctmri.diffusion.samplers import spec
 from ctmri.models.checkpoints import load_model
 from ctmri.sample.mc import monte_carlo
 from ctmri.train.loop import train
@@ -35,6 +37,7 @@ from ctmri.train.loop import train
 from common import EvalSlices, base_parser, fmt, machine, options_for, table, write_standalone
 
 EVAL_SAMPLERS = {"ddpm": ("ddpm", 50), "vesde": ("heun", 10)}     # method -> (sampler, steps) of the short sampler
+assert all(spec(s).method == m for m, (s, _) in EVAL_SAMPLERS.items())   # registered samplers of those methods
 
 
 def parse(argv: list[str] | None = None):
@@ -52,15 +55,17 @@ def parse(argv: list[str] | None = None):
 
 
 def one_call(loaded, ev: EvalSlices, seed: int, device: torch.device) -> np.ndarray:
-    """The denoiser read out once from pure noise: x_T from replicate 0's generator, then D(x_T, T) (clipped to [-1, 1])."""
+    """The denoiser read out once from pure noise: x_T from replicate 0's generator, then D(x_T / scale, sigma_max)
+    (clipped to [-1, 1]; the DDPM's state unscaled by sqrt(abar), the VE-SDE's as it is)."""
     process = loaded.process
     gens = [rng.make_generator(rng.replicate_seed(seed, int(i), 0), device) for i in ev.index]
     y = torch.as_tensor(ev.cond, device=device)
-    x = process.prior_sample((len(ev), ev.target.shape[1], *y.shape[2:]), gens, device=device)
-    t = (torch.full((len(ev),), process.num_steps - 1, dtype=torch.long, device=device) if process.kind == "ddpm"
-         else torch.ones(len(ev), device=device))
+    x_t = process.prior_sample((len(ev), ev.target.shape[1], *y.shape[2:]), gens, device=device)
+    sigma = process.sigma_max
+    sigmas = torch.full((len(ev),), sigma, device=device)
     with torch.no_grad():
-        return loaded.model.denoise(x, y, t).clamp(-1, 1).float().cpu().numpy()
+        d = loaded.model(x_t / process.scale_of_sigma(sigma), y, sigmas)
+    return d.clamp(-1, 1).float().cpu().numpy()
 
 
 def run(a) -> dict[str, Any]:

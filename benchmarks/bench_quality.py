@@ -1,12 +1,13 @@
 """Quality against NFE: SSIM, PSNR and MAE (HU) of single samples and MC means of every sampler against seconds per slice.
 
-Every sampler of `diffusion.samplers.SAMPLERS` (its process from `SAMPLER_PROCESS`, so samplers added there
-appear without a change here) runs on the profile's trained checkpoint (runs/<profile>/checkpoints/ddpm.pt or
-vesde.pt) at NFE budgets 1, 2, 5, 10, 20, 50, 100, 250, 1000: for each budget the largest step count whose NFE
-fits it, found by running the sampler on a stand-in model (heun: NFE = 2 steps - 1, pc: 2 steps + 1, em: steps + 1,
-ddpm / ddim: steps <= T); budgets that give the same NFE are measured once, budgets no step count fits are
-skipped. The adaptive probability-flow ODE (a sampler taking `rtol`) varies rtol = atol instead and reports the
-solver's NFE. CNN and WGAN-GP enter at NFE 1. Each point is one `mc.monte_carlo` run of `--slices` test slices x
+Every diffusion sampler in the registry (`diffusion.samplers`; the trained method each samples is its record's
+`method`, so samplers registered there appear without a change here) runs on the profile's trained checkpoint
+(runs/<profile>/checkpoints/ddpm.pt or vesde.pt) at NFE budgets 1, 2, 5, 10, 20, 50, 100, 250, 1000: for each
+budget the largest step count whose NFE fits it, found by running the sampler on a stand-in denoiser (heun:
+NFE = 2 steps - 1, pc: 2 steps + 1, em: steps + 1, ddpm / ddim: steps <= T); budgets that give the same NFE are
+measured once, budgets no step count fits are skipped. An adaptive sampler (the probability-flow ODE; its record
+says `adaptive`) varies rtol = atol instead and reports the solver's NFE. The one-pass baselines (CNN, WGAN-GP)
+enter at NFE 1. Each point is one `mc.monte_carlo` run of `--slices` test slices x
 `--mc` replicates (per-replicate seeds, the profile's sampler options, one batch), scored by the study's SSIM /
 PSNR ([0, 1] scale, whole image) and the SynthRAD2023 MAE (HU, body mask) of replicate 0 and of the MC mean.
 Seconds per slice = wall time of the run / slices (K samples each).
@@ -20,7 +21,6 @@ Writes <out>/quality.json|md and <out>/quality_vs_nfe.png.
 """
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 from pathlib import Path
@@ -29,17 +29,16 @@ from typing import Any
 import torch
 
 from ctmri.config import get_profile
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS
+from ctmri.diffusion.samplers import get_sampler, spec
 from ctmri.sample.mc import monte_carlo
-from ctmri.sample.settings import ONE_PASS
 
-from common import (EvalSlices, base_parser, bullets, checkpoint_or_none, fmt, machine, options_for, table,
-                    write_standalone)
+from common import (EvalSlices, base_parser, bullets, checkpoint_or_none, diffusion_samplers, fmt, machine,
+                    one_pass_samplers, options_for, table, write_standalone)
 
 BUDGETS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
 QUICK_BUDGETS = (1, 2, 5, 10)
 ODE_RTOLS = (3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
-REFERENCE = "ddpm"
+REFERENCE = "ddpm"                       # the study's full-step ancestral DDPM
 SSIM_TOL, MAE_TOL = 0.005, 0.03          # "reaches the reference": SSIM within 0.005, MAE within 3 %
 
 
@@ -48,7 +47,8 @@ def parse(argv: list[str] | None = None):
     ap.add_argument("--mc", type=int, default=4, help="MC replicates K per slice (default 4)")
     ap.add_argument("--slices", type=int, default=6, help="test slices, evenly spaced (default 6)")
     ap.add_argument("--budgets", type=int, nargs="+", default=None, help=f"NFE budgets (default {BUDGETS})")
-    ap.add_argument("--samplers", nargs="+", default=None, help="default: every sampler in SAMPLERS")
+    ap.add_argument("--samplers", nargs="+", default=None, choices=diffusion_samplers(), metavar="SAMPLER",
+                    help="diffusion samplers (default: every one in the registry)")
     ap.add_argument("--time-budget", type=float, default=540.0,
                     help="seconds the planned runs may take (estimated; drops the largest budgets; default 540)")
     a = ap.parse_args(argv)
@@ -59,23 +59,22 @@ def parse(argv: list[str] | None = None):
     return a
 
 
-def _stand_in(process):
-    """A model of the right convention that costs nothing (eps = x for the DDPM, score = -x for the VE-SDE)."""
-    if process.kind == "ddpm":
-        return lambda x, y, t: x
-    return lambda x, y, t: -x
+def _stand_in(x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """A denoiser that costs nothing: the exact D(x, sigma) = x / (1 + sigma^2) of x0 ~ N(0, I) (either process)."""
+    return x / (1 + sigma.to(x).reshape(-1, *([1] * (x.dim() - 1))) ** 2)
 
 
 def _adaptive(sampler: str) -> bool:
-    return "rtol" in inspect.signature(SAMPLERS[sampler]).parameters
+    return spec(sampler).adaptive
 
 
 def nfe_of(sampler: str, process, steps: int, options: dict) -> float:
-    """NFE per sample of `sampler` at `steps` (inf when the sampler refuses the step count)."""
+    """NFE per sample of `sampler` at `steps`, counted by running it on the stand-in denoiser (inf when the
+    sampler refuses the step count)."""
     y, info = torch.zeros(1, 1, 4, 4), {}
     try:
-        SAMPLERS[sampler](_stand_in(process), process, y, steps=steps, generator=[torch.Generator().manual_seed(0)],
-                          info=info, **options)
+        get_sampler(sampler, process)(_stand_in, process, y, steps=steps, generator=[torch.Generator().manual_seed(0)],
+                                      info=info, **options)
     except ValueError:
         return float("inf")
     return float(info["nfe"])
@@ -139,37 +138,38 @@ def run(a) -> dict[str, Any]:
     device = torch.device(a.device)
     ev = EvalSlices(p, a.slices)
     seed = p.sample.seed
-    samplers = a.samplers or list(SAMPLERS)
+    samplers = a.samplers or diffusion_samplers()
     section: dict[str, Any] = {"profile": p.name, "machine": machine(device), "slices": len(ev), "K": a.mc,
                                "test_index": ev.index.tolist(), "budgets": a.budgets, "time_budget_s": a.time_budget,
                                "points": [], "skipped": {}, "notes": []}
     models = {}
-    for method in sorted({SAMPLER_PROCESS[s] for s in samplers}):
+    method_of = {s: spec(s).method for s in samplers}
+    for method in sorted(set(method_of.values())):
         models[method] = checkpoint_or_none(p, method, device)
     for s in samplers:
-        if models[SAMPLER_PROCESS[s]] is None:
-            section["skipped"][s] = f"no {SAMPLER_PROCESS[s]} checkpoint in runs/{p.name}/checkpoints"
+        if models[method_of[s]] is None:
+            section["skipped"][s] = f"no {method_of[s]} checkpoint in runs/{p.name}/checkpoints"
 
     plans: dict[str, list[dict]] = {}
     for s in samplers:
         if s in section["skipped"]:
             continue
-        process = models[SAMPLER_PROCESS[s]].process
+        process = models[method_of[s]].process
         _, options = options_for(p, s)
         plans[s] = [] if _adaptive(s) else step_plan(s, process, options, a.budgets)
 
     # the cap: seconds per sample-NFE of each model, then the largest budget whose planned runs fit the time budget
-    cost = {m: _calibrate(lm, next(s for s in plans if SAMPLER_PROCESS[s] == m), ev, a.mc, device,
-                          options_for(p, next(s for s in plans if SAMPLER_PROCESS[s] == m))[1])
-            for m, lm in models.items() if lm is not None and any(SAMPLER_PROCESS[s] == m for s in plans)}
+    cost = {m: _calibrate(lm, next(s for s in plans if method_of[s] == m), ev, a.mc, device,
+                          options_for(p, next(s for s in plans if method_of[s] == m))[1])
+            for m, lm in models.items() if lm is not None and any(method_of[s] == m for s in plans)}
     section["seconds_per_sample_nfe"] = cost
     ref_plan = [e for e in plans.get(REFERENCE, []) if e["nfe"] == max((x["nfe"] for x in plans[REFERENCE]), default=0)]
 
     def planned_seconds(cap: float) -> float:
-        total = sum(cost[SAMPLER_PROCESS[s]] * len(ev) * a.mc * e["nfe"]
+        total = sum(cost[method_of[s]] * len(ev) * a.mc * e["nfe"]
                     for s, plan in plans.items() for e in plan if e["nfe"] <= cap or (s == REFERENCE and e in ref_plan))
         ode_like = [s for s in plans if _adaptive(s)]
-        return total + sum(cost[SAMPLER_PROCESS[s]] * len(ev) * a.mc * cap for s in ode_like)
+        return total + sum(cost[method_of[s]] * len(ev) * a.mc * cap for s in ode_like)
 
     cap = max(a.budgets)
     while cap > min(a.budgets) and planned_seconds(cap) > a.time_budget:
@@ -182,14 +182,14 @@ def run(a) -> dict[str, Any]:
                                 f"{ref_plan[0]['nfe'] if ref_plan else '–'}")
 
     start = time.perf_counter()
-    for method in ONE_PASS:
+    for method in one_pass_samplers():
         lm = checkpoint_or_none(p, method, device)
         if lm is None:
             section["skipped"][method] = f"no {method} checkpoint"
             continue
         section["points"].append({**_point(lm, method, ev, 1, 1, {}, device, seed), "budget": 1})
     for s, plan in plans.items():
-        lm, (_, options) = models[SAMPLER_PROCESS[s]], options_for(p, s)
+        lm, (_, options) = models[method_of[s]], options_for(p, s)
         if _adaptive(s):
             for rtol in ODE_RTOLS[:2] if a.quick else ODE_RTOLS:
                 opts = {**options, "rtol": rtol, "atol": rtol}
@@ -222,7 +222,7 @@ def _reference(points: list[dict]) -> dict | None:
 def _reaches(points: list[dict], ref: dict | None, samplers: list[str]) -> dict[str, dict | None]:
     """Per sampler the point of fewest NFE whose MC mean reaches the reference's (SSIM within 0.005, MAE within 3 %)."""
     out = {}
-    for s in [*ONE_PASS, *samplers]:
+    for s in [*one_pass_samplers(), *samplers]:
         ok = [q for q in points if q["sampler"] == s and ref is not None
               and q["ssim_mean"] >= ref["ssim_mean"] - SSIM_TOL and q["mae_hu_mean"] <= (1 + MAE_TOL) * ref["mae_hu_mean"]]
         out[s] = min(ok, key=lambda q: q["nfe"]) if ok else None
@@ -241,16 +241,16 @@ def _figure(section: dict, out: Path) -> Path:
     by: dict[str, list[dict]] = {}
     for q in section["points"]:
         by.setdefault(q["sampler"], []).append(q)
-    colours = plt.get_cmap("tab20").colors
-    for j, (s, pts) in enumerate(by.items()):
+    for s, pts in by.items():
+        record = spec(s)                    # its colour in every figure, its trained method
         pts = sorted(pts, key=lambda q: q["nfe"])
         x, y = [q["seconds_per_slice"] for q in pts], [q["mae_hu_mean"] for q in pts]
-        c = colours[(2 * j) % 20 if j < 10 else (2 * j + 1) % 20]
-        if s in ONE_PASS:
+        c = record.color
+        if record.one_pass:
             ax.plot(x, y, "s", ms=7, color=c, label=f"{s} (NFE 1)")
             continue
-        ls = "-" if SAMPLER_PROCESS[s] == "ddpm" else "--"
-        ax.plot(x, y, "o", ls=ls, ms=3.5, lw=1.2, color=c, label=f"{s} ({SAMPLER_PROCESS[s]})")
+        ls = "-" if record.method == "ddpm" else "--"
+        ax.plot(x, y, "o", ls=ls, ms=3.5, lw=1.2, color=c, label=f"{s} ({record.method})")
         ax.annotate(f"{pts[-1]['nfe']:.0f}", (x[-1], y[-1]), fontsize=6, color=c, xytext=(2, 2),
                     textcoords="offset points")
     ref = section.get("reference")

@@ -2,10 +2,11 @@
 one replicate at a time.
 
 Overhead: the profile's real batch (max_test_slices x mc_samples, e.g. 12 x 10 = 120 on cpu, one chunk) of every
-sampler in `SAMPLERS` through `mc.monte_carlo` with per-replicate generators, at min(profile steps, --steps)
+diffusion sampler in the registry (`diffusion.samplers`) through `mc.monte_carlo` with per-replicate generators, at min(profile steps, --steps)
 steps (the ODE at rtol = atol = --ode-rtol); time outside the network = 1 - time inside model calls / sampler
-wall time. The model is the profile's checkpoint when present, else the profile's UNet with random weights
-(output layer re-initialised, since it starts at zero): the time per forward does not depend on the weights, the
+wall time. The model is the profile's checkpoint when present (its denoiser `loaded.model(x, y, sigma)`), else the
+profile's UNet with random weights in the profile's network convention (output layer re-initialised, since it
+starts at zero): the time per forward does not depend on the weights, the
 ODE's NFE does. Peak memory of each run: peak RSS (and its rise) on the CPU, torch.cuda.max_memory_allocated on
 a GPU. Batched vs one at a time: the same --pair-slices x --pair-mc samples drawn in one chunk and in chunks of
 one (the same seeds, so the same samples: the largest difference is reported), seconds per slice and their ratio.
@@ -24,17 +25,18 @@ import torch
 from ctmri.config import get_profile
 from ctmri.diffusion.precond import convention_for
 from ctmri.diffusion.processes import make_process
-from ctmri.diffusion.samplers import SAMPLER_PROCESS, SAMPLERS
+from ctmri.diffusion.samplers import spec
 from ctmri.models.build import build_model
 from ctmri.sample.mc import monte_carlo
 
-from common import (PeakMemory, TimedModel, base_parser, checkpoint_or_none, fmt, machine, options_for, table,
-                    write_standalone)
+from common import (PeakMemory, TimedModel, base_parser, checkpoint_or_none, diffusion_samplers, fmt, machine,
+                    options_for, table, write_standalone)
 
 
 def parse(argv: list[str] | None = None):
     ap = base_parser(__doc__)
-    ap.add_argument("--samplers", nargs="+", default=None, help="default: every sampler in SAMPLERS")
+    ap.add_argument("--samplers", nargs="+", default=None, choices=diffusion_samplers(), metavar="SAMPLER",
+                    help="diffusion samplers (default: every one in the registry)")
     ap.add_argument("--steps", type=int, default=10, help="at most this many steps per sampler (default 10)")
     ap.add_argument("--ode-rtol", type=float, default=1e-2, help="ODE rtol = atol for the overhead run (default 1e-2)")
     ap.add_argument("--batch", type=int, default=0, help="samples per run (0: the profile's slices x MC)")
@@ -47,7 +49,8 @@ def parse(argv: list[str] | None = None):
 
 
 def load_or_build(method: str, profile, device: torch.device):
-    """(model callable, process, weights description): the profile's checkpoint if trained, else random weights."""
+    """(denoiser D(x, y, sigma), process, weights description): the profile's checkpoint if trained, else random
+    weights in the profile's convention."""
     loaded = checkpoint_or_none(profile, method, device)
     if loaded is not None:
         return loaded.model, loaded.process, f"checkpoint {method}.pt (step {loaded.meta.get('step')})"
@@ -62,8 +65,8 @@ def load_or_build(method: str, profile, device: torch.device):
 
 def _settings(profile, sampler: str, a) -> tuple[int, dict]:
     steps, options = options_for(profile, sampler)
-    steps = min(steps or a.steps, a.steps)
-    if "rtol" in options:
+    steps = min(steps, a.steps)
+    if spec(sampler).adaptive:              # the solver picks its steps: bound its work by the tolerance
         options = {**options, "rtol": a.ode_rtol, "atol": a.ode_rtol}
     return steps, options
 
@@ -80,8 +83,8 @@ def run(a) -> dict[str, Any]:
                                             ).astype(np.float32)
     models: dict[str, tuple] = {}
     rows, pairs = [], []
-    for sampler in a.samplers or list(SAMPLERS):
-        method = SAMPLER_PROCESS[sampler]
+    for sampler in a.samplers or diffusion_samplers():
+        method = spec(sampler).method
         if method not in models:
             models[method] = load_or_build(method, p, device)
         model, process, weights = models[method]
@@ -110,7 +113,7 @@ def _batched_vs_single(model, process, sampler: str, cond: np.ndarray, k: int, s
     one = monte_carlo(model, process, sampler, cond, mc_samples=k, steps=steps, chunk_size=len(cond) * k, **kw)
     each = monte_carlo(model, process, sampler, cond, mc_samples=k, steps=steps, chunk_size=1, **kw)
     n = len(cond)
-    return {"sampler": sampler, "method": SAMPLER_PROCESS[sampler], "steps": steps, "slices": n, "K": k,
+    return {"sampler": sampler, "method": spec(sampler).method, "steps": steps, "slices": n, "K": k,
             "seconds_per_slice_batched": one["seconds_total"] / n, "seconds_per_slice_single": each["seconds_total"] / n,
             "speedup": each["seconds_total"] / one["seconds_total"],
             "max_abs_difference": float(np.abs(one["samples"] - each["samples"]).max())}

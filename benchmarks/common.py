@@ -3,12 +3,17 @@
 Every benchmark module exposes `parse(argv)`, `run(args) -> dict` (one section of the report, JSON-plain) and
 `markdown(section) -> list[str]`; `run_all.py` calls them in turn and writes one combined report, and each
 script run alone writes its own `<name>.json` / `<name>.md` into `--out` (default benchmarks/results).
+Every .md is written by `write_markdown`, which ends it with the git commit and the exact command that made it
+(the .json's provenance holds both too). Sampler names come from the registry (`diffusion.samplers`), never
+from a list kept here.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -19,11 +24,15 @@ import torch
 from ctmri import paths
 from ctmri.config import Profile
 from ctmri.data.intensity import model_to_hu
+from ctmri.diffusion.samplers import spec, study_order
 from ctmri.evaluate.metrics import paper_psnr, paper_ssim, synthrad_mae
 from ctmri.provenance import provenance, write_json
 from ctmri.sample.settings import sampler_settings
+from ctmri.sample.stage import evaluation_slices
 
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
 
 
 def base_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -57,13 +66,48 @@ def machine_line(m: dict[str, Any]) -> str:
             f"torch {m['torch']}, {m['platform']}; 1-min load {m['load_average_1min']} when measured")
 
 
-def save_section(out: Path, name: str, section: dict[str, Any], lines: Sequence[str]) -> Path:
-    """<out>/<name>.json (with provenance) and <out>/<name>.md for a script run alone."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"{name}.json", {**section, "provenance": provenance(section.get("profile", ""), benchmark=name)})
-    path = out / f"{name}.md"
-    path.write_text("\n".join(lines) + "\n")
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that is running: `[CTMRI_ROOT=...] python <script, relative to the repository> <arguments>`
+    (the arguments are sys.argv[1:] unless `argv` is given: a script's main(argv) called from Python)."""
+    path = Path(sys.argv[0]).resolve()
+    try:
+        path = path.relative_to(REPO)
+    except ValueError:
+        pass
+    args = sys.argv[1:] if argv is None else [str(x) for x in argv]
+    root = os.environ.get("CTMRI_ROOT")
+    return (f"CTMRI_ROOT={shlex.quote(root)} " if root else "") + "python " + shlex.join([str(path), *args])
+
+
+def run_provenance(profile: str, name: str, argv: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """`ctmri.provenance.provenance` of a benchmark result plus the command that made it."""
+    return provenance(profile, benchmark=name, command=command_line(argv), **extra)
+
+
+def stamp(prov: dict[str, Any]) -> str:
+    """The line every results .md ends with: the commit and the exact command that made it."""
+    return (f"Made at commit `{prov.get('git_commit', 'unknown')}` ({prov.get('created', '')}) "
+            f"by `{prov.get('command')}`.")
+
+
+def write_markdown(path: Path, lines: Sequence[str], prov: dict[str, Any]) -> Path:
+    """Write a results .md: `lines`, then the `stamp` of `prov` (commit and command)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = list(lines)
+    while body and not body[-1].strip():
+        body.pop()
+    path.write_text("\n".join([*body, "", stamp(prov)]) + "\n")
     return path
+
+
+def save_section(out: Path, name: str, section: dict[str, Any], lines: Sequence[str],
+                 argv: Sequence[str] | None = None) -> Path:
+    """<out>/<name>.json (with provenance: commit, command) and <out>/<name>.md (ending with both).
+    `argv`: the arguments of the command that made it (default sys.argv[1:])."""
+    out.mkdir(parents=True, exist_ok=True)
+    prov = run_provenance(section.get("profile", ""), name, argv)
+    write_json(out / f"{name}.json", {**section, "provenance": prov})
+    return write_markdown(out / f"{name}.md", lines, prov)
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -82,19 +126,19 @@ def fmt(v: Any, spec: str = ".3g") -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
-def options_for(profile: Profile, sampler: str) -> tuple[int | None, dict[str, Any]]:
-    """The profile's (steps, options) of a sampler; (None, {}) for a registered sampler `sampler_settings` does not know."""
-    try:
-        return sampler_settings(profile, sampler)
-    except KeyError:
-        return None, {}
+def options_for(profile: Profile, sampler: str) -> tuple[int, dict[str, Any]]:
+    """The profile's (steps, options) of a registered sampler (`SamplerSpec.settings`; one-pass baselines: (1, {}))."""
+    return sampler_settings(profile, sampler)
 
 
-def select_slices(n: int, wanted: int) -> np.ndarray:
-    """`wanted` test slices evenly spaced through the split (every test patient is seen), or all of them."""
-    if not wanted or wanted >= n:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, wanted)).astype(np.int64))
+def diffusion_samplers() -> list[str]:
+    """Every registered sampler of a diffusion model, in the study's order (the one-pass baselines left out)."""
+    return [n for n in study_order() if not spec(n).one_pass]
+
+
+def one_pass_samplers() -> list[str]:
+    """The registered one-pass baselines (CNN, WGAN-GP), in the study's order."""
+    return [n for n in study_order() if spec(n).one_pass]
 
 
 class EvalSlices:
@@ -104,7 +148,7 @@ class EvalSlices:
         from ctmri.data.prepare import load_split
 
         data = load_split(profile.name, "test")
-        self.index = select_slices(len(data), slices)
+        self.index = evaluation_slices(len(data), slices)
         self.cond, self.target, self.mask = data.cond[self.index], data.target[self.index], data.mask[self.index]
         self.truth_hu = model_to_hu(self.target[:, 0])
 
@@ -199,5 +243,5 @@ def write_standalone(module, argv: list[str] | None, name: str) -> int:
     """`main` of a benchmark script run alone: parse, run, write <out>/<name>.json|md, print the markdown."""
     a = module.parse(argv)
     section = module.run(a)
-    print(save_section(a.out, name, section, module.markdown(section)).read_text())
+    print(save_section(a.out, name, section, module.markdown(section), argv).read_text())
     return 0

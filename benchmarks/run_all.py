@@ -4,11 +4,11 @@ Sections: quality against NFE (bench_quality.py), sampler overhead + peak memory
 replicate at a time (bench_sampling.py), training throughput per method and speed option + peak memory per
 method (bench_train.py), training quality under each speed option against fp32 (bench_precision.py), and the
 stage wall times of `make reproduce` (runs/<profile>/stage_seconds.txt, figures/<profile>/stage_seconds.txt);
-opt-in (`--only`): training time-to-quality (bench_time_to_quality.py) and GPU seconds per slice
-(bench_gpu_sampling.py). Writes
+opt-in (`--only`): training time-to-quality (bench_time_to_quality.py, its default variants), GPU seconds per
+slice (bench_gpu_sampling.py) and the study checks of the profile's samples (study_checks.py). Writes
 <out>/results.md and <out>/results.json (with provenance and the machine) and each section's own
-<name>.json|md, plus quality_vs_nfe.png. A section that fails is reported in both files and makes the exit
-status 1; the others still run. Needs the profile's prepared data and trained checkpoints
+<name>.json|md, plus quality_vs_nfe.png; every .md ends with the commit and the command that made it. A
+section that fails is reported in both files and makes the exit status 1; the others still run. Needs the profile's prepared data and trained checkpoints
 (`make reproduce PROFILE=<profile>`).
 
     python benchmarks/run_all.py [--profile cpu] [--out benchmarks/results] [--quick] [--only quality stages]
@@ -33,11 +33,13 @@ import bench_quality  # noqa: E402
 import bench_sampling  # noqa: E402
 import bench_time_to_quality  # noqa: E402
 import bench_train  # noqa: E402
-from common import base_parser, machine, machine_line, save_section, table  # noqa: E402
+import study_checks  # noqa: E402
+from common import (base_parser, machine, machine_line, run_provenance, save_section, table,  # noqa: E402
+                    write_markdown)
 
 from ctmri import paths  # noqa: E402
-from ctmri.diffusion.samplers import SAMPLERS  # noqa: E402
-from ctmri.provenance import provenance, write_json  # noqa: E402
+from ctmri.diffusion.samplers import study_order  # noqa: E402
+from ctmri.provenance import write_json  # noqa: E402
 
 # section name -> (module, the run_all options it takes)
 SECTIONS = {"quality": (bench_quality, ("mc", "slices", "time_budget")),
@@ -46,10 +48,11 @@ SECTIONS = {"quality": (bench_quality, ("mc", "slices", "time_budget")),
             "precision": (bench_precision, ("mc", "slices", "quality_steps")),
             "stages": (None, ()),
             "time_to_quality": (bench_time_to_quality, ("mc", "slices")),
-            "gpu_sampling": (bench_gpu_sampling, ())}
-# run only when named in --only: time_to_quality trains five models (hours on 2 cores; minutes on a GPU), and
-# gpu_sampling times the gpu profile's 256² / 512² slices
-OPT_IN = ("time_to_quality", "gpu_sampling")
+            "gpu_sampling": (bench_gpu_sampling, ()),
+            "study_checks": (study_checks, ())}
+# run only when named in --only: time_to_quality trains five models (hours on 2 cores; minutes on a GPU),
+# gpu_sampling times the gpu profile's 256² / 512² slices, study_checks needs the samples of `make reproduce`
+OPT_IN = ("time_to_quality", "gpu_sampling", "study_checks")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"profile": a.profile, "quick": a.quick, "machine": machine(a.device),
-                              "samplers": list(SAMPLERS), "sections": {}, "errors": {}, "seconds": {}}
+                              "samplers": study_order(), "sections": {}, "errors": {}, "seconds": {}}
     body: list[str] = []
     for name in a.only:
         module, takes = SECTIONS[name]
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sec = module.run(module.parse(section_argv(a, takes)))
                 lines = module.markdown(sec)
-            save_section(a.out, name, sec, lines)
+            save_section(a.out, name, sec, lines, argv)
             report["sections"][name] = sec
             body += lines
         except Exception as err:                  # report it, run the other sections
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             if name not in a.only and (a.out / f"{name}.json").exists() and (a.out / f"{name}.md").exists():
                 report["sections"][name] = json.loads((a.out / f"{name}.json").read_text())
                 body += (a.out / f"{name}.md").read_text().splitlines() + [""]
-    report["provenance"] = provenance(a.profile, benchmark="run_all", argv=argv if argv is not None else sys.argv[1:])
+    report["provenance"] = run_provenance(a.profile, "run_all", argv)
     write_json(a.out / "results.json", report)
     head = [f"# Benchmarks ({a.profile} profile{', --quick' if a.quick else ''})", "",
             f"Measured on {machine_line(report['machine'])}. Commit {report['provenance']['git_commit']}, "
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items()) + ".", ""]
     if report["errors"]:
         head += [f"**Failed sections**: {', '.join(report['errors'])}.", ""]
-    (a.out / "results.md").write_text("\n".join(head + body) + "\n")
+    write_markdown(a.out / "results.md", head + body, report["provenance"])
     print(f"Wrote {a.out / 'results.md'} and {a.out / 'results.json'}", flush=True)
     return 1 if report["errors"] else 0
 

@@ -23,6 +23,7 @@ BENCH = REPO / "benchmarks"
 SECTIONS = ("quality", "sampling", "train_throughput", "precision", "stages")
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name != "common.py")
 DIFFUSION_SAMPLERS = [n for n in study_order() if not spec(n).one_pass]
+pytestmark = pytest.mark.slow
 
 
 def _stamped(md: str) -> bool:

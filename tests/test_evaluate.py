@@ -191,6 +191,7 @@ def test_each_claim_can_fail(over: dict, failing: str) -> None:
     assert status[failing] == "fail", status
 
 
+@pytest.mark.slow
 def test_every_figure_writes_a_png(root: Path) -> None:
     write_all("f", k=3)
     evaluate("f")

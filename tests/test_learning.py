@@ -16,7 +16,7 @@ from ctmri.diffusion.samplers import default_sampler, get_sampler
 from ctmri.models.checkpoints import load_model
 from ctmri.train.loop import train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 PROFILE = C.get_profile(
     "smoke", data=C.DataConfig(image_size=8),

@@ -116,4 +116,4 @@ def test_profile_overrides_a_samplers_steps_and_passes_its_options():
                                                            "snr": 0.3, "noise_removal": False})
     bare = replace(cpu, sample=replace(cpu.sample, sampler_steps={}))
     assert settings.sampler_settings(bare, "pc")[0] == 500        # the record's default: the study's 500 steps
-    assert stage._select_slices(32, 16).tolist()[:3] == [0, 2, 4] and stage._select_slices(32, 16)[-1] == 31
+    assert stage.evaluation_slices(32, 16).tolist()[:3] == [0, 2, 4] and stage.evaluation_slices(32, 16)[-1] == 31

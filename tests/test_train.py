@@ -233,6 +233,7 @@ def state_log(root: Path, method: str) -> Path:
     return root / "runs" / "smoke" / "checkpoints" / f"{method}_loss.csv"
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_agree(scratch_root: Path, tmp_path: Path) -> None:
     """WGAN-GP exercises the most: two DDP modules, a double backward through the critic, critic streams."""
     method = "wgan"

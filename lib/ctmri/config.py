@@ -154,7 +154,7 @@ CPU = Profile(
                       ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=False),
     # 12 test slices x 10 MC replicates. EM and PC keep the study's step counts (1000; 500 + 500): their
     # first-order discretisation is what limits them (EM MC-mean MAE 69 / 61 / 54 HU at 250 / 500 / 1000 steps
-    # on the cpu VE model, README); the DDPM runs 250 ancestral steps (MC-mean MAE 34.4 / 35.1 HU at 250 / 1000
+    # on the cpu VE model, docs/DEVIATIONS.md); the DDPM runs 250 ancestral steps (MC-mean MAE 34.4 / 35.1 HU at 250 / 1000
     # steps, benchmarks/results/quality.md).
     sample=SampleConfig(mc_samples=10, max_test_slices=12, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250}),

@@ -16,7 +16,7 @@ from ctmri.diffusion.samplers import spec
 from ctmri.sample.settings import default_device, sampler_method, sampler_settings
 
 
-def _select_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
+def evaluation_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
     """All slices, or `max_slices` evenly spaced through the test split (so every test patient is seen)."""
     if not max_slices or max_slices >= n:
         return np.arange(n)
@@ -55,7 +55,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
         if ckpt_prov.get(key) not in (None, data_info[key]):
             raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
                                f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
-    sel = _select_slices(len(data), max_slices)
+    sel = evaluation_slices(len(data), max_slices)
     cond, target = data.cond[sel], data.target[sel]
     wanted = set(prof.sample.trajectory_slices)      # () = every evaluated slice
     trajectory_slices = [j for j, i in enumerate(sel) if not wanted or i in wanted] or [0]
