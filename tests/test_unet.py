@@ -95,3 +95,42 @@ def test_build_model_per_method() -> None:
     assert nets["wgan"]["net"](None, y).shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="Unknown method"):
         build_model("gan", p)
+
+
+def test_patch_stem_runs_the_unet_at_a_quarter_of_the_resolution() -> None:
+    """A 4x pixel-unshuffle stem: 128² in, 128² out, the inner UNet sees 32² x 16 channels; a pixel of the output
+    depends on its own 4 x 4 patch (shuffle is an exact inverse of unshuffle)."""
+    import torch.nn.functional as F
+
+    from ctmri.models.patch_stem import PatchStem
+
+    torch.manual_seed(0)
+    net = PatchStem(4, x_channels=1, cond_channels=1, out_channels=1, image_size=128, base_channels=8,
+                    channel_mults=(1, 2)).eval()
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    seen = {}
+    net.inner.conv_in.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(i[0].shape)))
+    x, y = torch.randn(2, 1, 128, 128), torch.randn(2, 1, 128, 128)
+    out = net(x, y, torch.tensor([3.0, 500.0]))
+    assert out.shape == (2, 1, 128, 128) and seen["shape"] == (2, 32, 32, 32)
+    z = torch.randn(2, 1, 128, 128)
+    assert torch.equal(F.pixel_shuffle(F.pixel_unshuffle(z, 4), 4), z)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(x[..., :126], y[..., :126], torch.tensor([1.0, 1.0]))
+    with pytest.raises(ValueError, match="dividing the image size"):
+        PatchStem(3, x_channels=1, cond_channels=1, out_channels=1, image_size=128)
+
+
+def test_every_method_builds_with_a_patch_stem() -> None:
+    from dataclasses import replace
+
+    from ctmri.config import DataConfig, get_profile
+    from ctmri.models.build import build_model
+
+    prof = get_profile("smoke")
+    prof = replace(prof, data=DataConfig(image_size=32), model=replace(prof.model, patch_size=2))
+    y = torch.randn(2, 1, 32, 32)
+    for method in ("ddpm", "vesde", "cnn", "wgan"):
+        net = build_model(method, prof)["net"]
+        x = None if method in ("cnn", "wgan") else torch.randn(2, 1, 32, 32)
+        assert net(x, y, torch.ones(2)).shape == (2, 1, 32, 32), method

@@ -31,6 +31,7 @@ class ModelConfig:
     dropout: float = 0.0
     cond_channels: int = 1                # condition channels (MR slices) concatenated to x_t
     out_channels: int = 1                 # target channels
+    patch_size: int = 1                   # > 1: pixel-unshuffle stem, the UNet runs at image_size / patch_size
 
 
 @dataclass(frozen=True)
