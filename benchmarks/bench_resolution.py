@@ -8,6 +8,8 @@ held-out patients' 128² slices; with `--diffusion`, the VE-SDE model (EDM preco
 read out with the default sampler. Data: the phantom rendered at 3 mm (profile `res128`, written under CTMRI_ROOT).
 
     CTMRI_ROOT=<scratch> python benchmarks/bench_resolution.py [--minutes 4] [--diffusion] [--out benchmarks/results]
+    CTMRI_ROOT=<scratch> python benchmarks/bench_resolution.py --candidates stem4 stem4-wide --methods vesde \
+        --minutes 12 --name resolution_vesde
 """
 from __future__ import annotations
 
@@ -41,6 +43,12 @@ def parse(argv: list[str] | None = None):
     ap.add_argument("--minutes", type=float, default=4.0, help="training wall-clock budget per candidate")
     ap.add_argument("--timing-steps", type=int, default=3, help="training steps timed per candidate")
     ap.add_argument("--diffusion", action="store_true", help="also train the VE-SDE model of the stem-4 net")
+    ap.add_argument("--candidates", nargs="+", default=None, choices=[c[0] for c in CANDIDATES],
+                    help="only these candidates (default: all)")
+    ap.add_argument("--methods", nargs="+", default=None, choices=["cnn", "vesde", "ddpm", "wgan"],
+                    help="train these methods for every chosen candidate (default: cnn, + vesde for stem4 with "
+                         "--diffusion)")
+    ap.add_argument("--name", default="resolution", help="results file stem (default resolution)")
     ap.add_argument("--slices", type=int, default=24, help="test slices scored")
     return ap.parse_args(argv)
 
@@ -104,7 +112,11 @@ def run(a) -> dict[str, Any]:
     n_test = len(load_split(base, "test"))
     slices = np.unique(np.linspace(0, n_test - 1, min(a.slices, n_test)).round().astype(int))
     rows = []
-    runs = [(c, "cnn") for c in CANDIDATES] + ([(CANDIDATES[2], "vesde")] if a.diffusion else [])
+    chosen = [c for c in CANDIDATES if a.candidates is None or c[0] in a.candidates]
+    if a.methods:
+        runs = [(c, m) for c in chosen for m in a.methods]
+    else:
+        runs = [(c, "cnn") for c in chosen] + ([(CANDIDATES[2], "vesde")] if a.diffusion else [])
     for (name, patch, width, mults), method in runs:
         prof = res_profile(a.quick, patch, width, mults)
         sec = step_seconds(prof, method, 1 if a.quick else a.timing_steps)
@@ -143,4 +155,4 @@ def markdown(sec: dict) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(write_standalone(sys.modules[__name__], sys.argv[1:], "resolution"))
+    sys.exit(write_standalone(sys.modules[__name__], sys.argv[1:], parse(sys.argv[1:]).name))

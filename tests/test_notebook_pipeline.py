@@ -24,7 +24,8 @@ def smoke_root() -> Path:
     root = REPO / "build" / "test-root" / "pipeline"
     subprocess.run(["rm", "-rf", str(root)], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("CTMRI_ROOT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    proc = subprocess.run(["make", "-C", str(REPO), "reproduce", "PROFILE=smoke", f"ROOT={root}"],
+    # -j2: two stages at a time on the two cores (kernel start-up dominates smoke stages); the DAG must allow it
+    proc = subprocess.run(["make", "-j2", "-C", str(REPO), "reproduce", "PROFILE=smoke", f"ROOT={root}"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return root
