@@ -115,7 +115,7 @@ demo: setup
 # ---- tests -------------------------------------------------------------------------------------
 TEST_ROOT := $(CURDIR)/build/test-root
 
-# Everything, the notebook pipeline once (tests/test_notebook_pipeline.py): ~10 min on 2 cores.
+# Everything, the notebook pipeline once (tests/test_notebook_pipeline.py): 14 min from a fresh clone on 2 cores.
 test: setup
 	$(PY) -m pytest tests -q
 
