@@ -18,7 +18,6 @@ import torch
 from ctmri.diffusion.processes import DDPM, VESDE, bcast
 
 Net = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]   # D(x, y, sigma) -> x0 estimate
 
 
 class EpsPrediction:

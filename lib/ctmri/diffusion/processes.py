@@ -91,11 +91,6 @@ class DDPM:
             cache[device] = (0.5 * torch.log((1 - a) / a)).to(device)
         return cache[device]
 
-    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-        a = self.abar(t, x_t)
-        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio abar_t / (1 - abar_t) (for Min-SNR weighting)."""
         a = self._abar_on(t.device)[t.long()]
