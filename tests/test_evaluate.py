@@ -41,8 +41,12 @@ def phantom(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return ct, mr, body
 
 
-def write_fake(profile: str, sampler: str, k: int, seed: int = 0, table: dict = FAKE) -> Path:
-    """A samples npz for `sampler` with K replicates: truth + a fixed bias field + MC noise (`table` sets them)."""
+def write_fake(profile: str, sampler: str, k: int, seed: int = 0, table: dict = FAKE,
+               slices: tuple[int, ...] | None = None) -> Path:
+    """A samples npz for `sampler` with K replicates: truth + a fixed bias field + MC noise (`table` sets them), on
+    every slice of the fake test volumes (or only `slices` of each patient, as the long samplers' subset)."""
+    from ctmri.diffusion.samplers import spec
+
     rng = np.random.default_rng(seed + len(sampler))
     bias, noise, seconds, nfe = table[sampler]
     cts, mrs, masks, samples = [], [], [], []
@@ -53,6 +57,8 @@ def write_fake(profile: str, sampler: str, k: int, seed: int = 0, table: dict = 
             reps = ct + field + noise * rng.standard_normal((k, H, H))
             cts.append(ct), mrs.append(mr), masks.append(body), samples.append(reps)
     samples = np.asarray(samples, dtype=np.float32)[:, :, None]
+    keep = np.array([s in (slices or range(SLICES)) for _ in PATIENTS for s in range(SLICES)])
+    samples, cts, mrs, masks = samples[keep], np.asarray(cts)[keep], np.asarray(mrs)[keep], np.asarray(masks)[keep]
     n = samples.shape[0]
     frames = 5
     traj = np.stack([samples[0, 0] + (1 - f / (frames - 1)) * 3 * rng.standard_normal((1, H, H))
@@ -60,8 +66,9 @@ def write_fake(profile: str, sampler: str, k: int, seed: int = 0, table: dict = 
     return save_samples(
         profile, sampler, samples=samples, mean=samples.mean(1),
         std=samples.std(1) if k > 1 else np.zeros_like(samples[:, 0]), target=np.asarray(cts, np.float32)[:, None],
-        cond=np.asarray(mrs, np.float32)[:, None], mask=np.asarray(masks), patient=np.repeat(PATIENTS, SLICES),
-        slice_index=np.tile(np.arange(SLICES), len(PATIENTS)), seeds=np.zeros((n, k), np.int64),
+        cond=np.asarray(mrs, np.float32)[:, None], mask=np.asarray(masks), patient=np.repeat(PATIENTS, SLICES)[keep],
+        slice_index=np.tile(np.arange(SLICES), len(PATIENTS))[keep], seeds=np.zeros((n, k), np.int64),
+        test_index=np.flatnonzero(keep), evaluation=spec(sampler).evaluation if slices is None else "subset",
         trajectory=traj[None].astype(np.float32), trajectory_slices=np.array([0]),
         trajectory_steps=np.linspace(0, nfe - 1, frames).astype(int), trajectory_x0=traj[None].astype(np.float32),
         seconds_total=np.float64(seconds * n * k), seconds_per_sample=np.float64(seconds), nfe=np.float64(nfe),
@@ -94,12 +101,16 @@ def test_full_evaluation_writes_every_table_and_evaluates_every_claim(root: Path
     assert list(s["label"][:4]) == ["CNN", "WGAN-GP", "DDPM", "DDPM-M"]
     assert (s.set_index("label").loc["DDPM-M", "mae_mean"] < s.set_index("label").loc["DDPM", "mae_mean"])
     assert "| DDPM-M |" in out["summary_md"].read_text()
-    p = pd.read_csv(out["patients"])
-    assert len(p) == len(PATIENTS) * 16 and p["ssim"].notna().all()   # 3 slices: a 3-D SSIM exists
+    p = pd.read_csv(out["patients"])          # the samplers on whole volumes: CNN, WGAN-GP, DDIM(-M), DPM++2M(-M), Heun(-M)
+    assert len(p) == len(PATIENTS) * 8 and p["ssim"].notna().all()    # 3 slices: a 3-D SSIM exists
+    assert set(p["sampler"]) == {"cnn", "wgan", "ddim", "dpm++2m", "heun"}
+    assert np.isfinite(p[["z_roughness_ratio", "hf_ratio", "worst_slice_ratio"]].to_numpy()).all()
+    assert "## Whole test volumes" in out["summary_md"].read_text()
     u = pd.read_csv(out["uncertainty"])
     assert set(u["label"]) == {"DDPM-M", "ODE-M", "EM-M", "PC-M", "DDIM-M", "DPM++2M-M", "Heun-M"}
     claims = json.loads(out["claims_json"].read_text())["claims"]
-    assert [c["status"] for c in claims] == ["pass"] * 5, claims   # the fake data is built to satisfy them
+    assert [c["status"] for c in claims[:5]] == ["pass"] * 5, claims   # the fake data is built to satisfy them
+    assert [c["id"] for c in claims[5:]] == ["V1", "V2", "V3", "V4"]
     text = out["claims"].read_text()
     for cid in ("C1", "C2", "C3", "C4", "C5"):
         line = next(line for line in text.splitlines() if cid in line)
@@ -112,7 +123,7 @@ def test_full_evaluation_reports_failing_claims(root: Path) -> None:
         write_fake("neg", s, 1 if s in ("cnn", "wgan") else 4, table=FAILING)
     out = evaluate("neg")
     claims = json.loads(out["claims_json"].read_text())["claims"]
-    assert [c["status"] for c in claims] == ["fail"] * 5, claims
+    assert [c["status"] for c in claims[:5]] == ["fail"] * 5, claims
     text = out["claims"].read_text()
     for cid in ("C1", "C2", "C3", "C4", "C5"):
         line = next(line for line in text.splitlines() if f"| {cid} |" in line)
@@ -125,10 +136,10 @@ def test_subset_marks_claims_not_evaluated(root: Path) -> None:
     write_all("sub", ("cnn", "ddpm", "em"), k=3)
     out = evaluate("sub")
     claims = {c["id"]: c for c in json.loads(out["claims_json"].read_text())["claims"]}
-    assert all(c["status"] == "not evaluated" for c in claims.values())
+    assert all(claims[c]["status"] == "not evaluated" for c in ("C1", "C2", "C3", "C4", "C5", "V1", "V2", "V3"))
     assert claims["C4"]["missing"] == ["wgan", "pc", "ode"]
     text = out["claims"].read_text()
-    assert text.count("not evaluated (missing samplers:") == 5
+    assert text.count("not evaluated (missing samplers:") == 8
     assert "| C3 | not evaluated (missing samplers: pc, ode) |" in text
 
 
@@ -206,7 +217,7 @@ def test_figures_skip_missing_inputs(root: Path, capsys: pytest.CaptureFixture) 
     write_all("g", ("cnn",), k=1)
     made = make_all_figures("g")            # no summary.csv, no MC samplers, no trajectories of the four
     names = {p.stem for p in made}
-    assert names == {"fig4_comparison", "fig_hu_error_maps"}
+    assert names == {"fig4_comparison", "fig_hu_error_maps", "fig_volume_views"}
     assert "Skipped fig3_bars" in capsys.readouterr().out
 
 
@@ -233,3 +244,68 @@ def test_uncertainty_table_reports_the_std_in_hu_and_on_the_unit_scale() -> None
         body_std = float(d["std"][i, 0][mask[i]].mean())
         assert u["uncertainty_hu"][i] == pytest.approx(HU_PER_UNIT * body_std, rel=1e-5)
         assert u["uncertainty"][i] == pytest.approx(body_std / 2, rel=1e-5)
+
+
+def test_summary_compares_every_sampler_on_the_slices_all_of_them_ran(root: Path) -> None:
+    """The long samplers ran only a subset: the summary's rows are on those slices for every sampler; the volume
+    table holds only the samplers that ran every slice."""
+    for s in ("cnn", "wgan", "heun"):
+        write_fake("v", s, 1 if s in ("cnn", "wgan") else 3)
+    for s in ("ddpm", "ode", "em", "pc"):
+        write_fake("v", s, 3, slices=(0, 2))
+    out = evaluate("v")
+    s = pd.read_csv(out["summary"])
+    assert (s["n_slices"] == 2 * len(PATIENTS)).all(), s[["label", "n_slices"]]
+    m = pd.read_csv(out["metrics"])
+    assert (m[m["sampler"] == "heun"].groupby("variant").size() == SLICES * len(PATIENTS)).all()
+    p = pd.read_csv(out["patients"])
+    assert set(p["sampler"]) == {"cnn", "wgan", "heun"} and (p["n_slices"] == SLICES).all()
+
+
+def test_volume_table_measures_flicker_between_slices(root: Path) -> None:
+    """A sampler whose slices each carry their own offset flickers through-plane: z-roughness far above 1, while
+    the same error as one offset for the whole volume keeps the CT's roughness."""
+    from ctmri.evaluate.tables import patient_metrics
+
+    write_fake("z", "heun", 1, table={"heun": (0.0, 0.0, 0.01, 10)})
+    d = load_samples(root / "runs" / "z" / "samples" / "heun.npz")
+    exact = patient_metrics(d)
+    assert np.allclose(exact["z_roughness_ratio"], 1.0) and np.allclose(exact["hf_ratio"], 1.0)
+    offsets = np.where(np.arange(len(d["target"])) % 2, 0.05, -0.05).astype(np.float32)[:, None, None, None]
+    flicker = dict(d, samples=(d["target"] + offsets)[:, None])
+    steady = dict(d, samples=(d["target"] + 0.05)[:, None])
+    zf = patient_metrics(flicker)["z_roughness_ratio"]
+    zs = patient_metrics(steady)["z_roughness_ratio"]
+    assert (zf > 10).all() and np.allclose(zs, 1.0, atol=0.05), (zf, zs)
+
+
+def _volume_rows(mae: dict, hf: dict, z: float, single_z: float = 3.0) -> pd.DataFrame:
+    """A patients table: baselines' single rows (MAE, HF), diffusion samplers' MC-mean (MAE, z) and single (HF, z)."""
+    rows = []
+    for s, m in mae.items():
+        if s in ("cnn", "wgan"):
+            rows.append({"sampler": s, "variant": "single", "mae": m, "hf_ratio": hf.get(s, np.nan)})
+        else:
+            rows.append({"sampler": s, "variant": "mc_mean", "mae": m, "z_roughness_ratio": z})
+            rows.append({"sampler": s, "variant": "single", "mae": m + 5, "hf_ratio": hf[s],
+                         "z_roughness_ratio": single_z})
+    return pd.DataFrame(rows)
+
+
+def test_volume_targets_pass_and_fail_on_what_they_check() -> None:
+    """V1-V4 on hand-made tables: each passes on numbers that meet it and fails when one number misses it."""
+    from ctmri.evaluate.volume_targets import check_volume_targets
+
+    main = "dpm++2m-ve"
+    slices = pd.DataFrame({"sampler": ["heun"] * 4, "variant": "single", "mae": [40.0, 42, 41, 60]})
+    good = _volume_rows({"cnn": 90.0, "wgan": 80.0, main: 50.0, "heun": 55.0}, {"cnn": 0.4, main: 1.0, "heun": 0.9},
+                        z=1.1)
+    status = {c["id"]: c["status"] for c in check_volume_targets(good, slices)}
+    assert status == {"V1": "pass", "V2": "pass", "V3": "pass", "V4": "pass"}, status
+    bad = _volume_rows({"cnn": 90.0, "wgan": 52.0, main: 50.0, "heun": 55.0}, {"cnn": 0.4, main: 1.3, "heun": 0.9},
+                       z=1.5)
+    spiky = pd.concat([slices, pd.DataFrame({"sampler": ["heun"], "variant": "single", "mae": [200.0]})])
+    status = {c["id"]: c["status"] for c in check_volume_targets(bad, spiky)}
+    assert status == {"V1": "fail", "V2": "fail", "V3": "fail", "V4": "fail"}, status
+    empty = {c["id"]: c["status"] for c in check_volume_targets(pd.DataFrame(), slices)}
+    assert empty == {"V1": "not evaluated", "V2": "not evaluated", "V3": "not evaluated", "V4": "pass"}

@@ -191,3 +191,22 @@ def test_mc_mean_and_std_convert_to_hu_like_the_replicates() -> None:
     np.testing.assert_allclose(hu.std(0, ddof=1), std_to_hu(reps.std(0, ddof=1)), rtol=1e-12)
     assert float(model_to_hu(-1.0)) == -1024.0 and float(model_to_hu(1.0)) == 3000.0   # the study's HU window
     np.testing.assert_allclose(hu_to_model(model_to_hu(reps)), reps, atol=1e-12)
+
+
+def test_through_plane_roughness_is_zero_on_planes_and_ramps_and_6_sigma2_on_white_noise() -> None:
+    """(v[z+1] − 2v[z] + v[z−1])² vanishes on any volume linear in z; on white noise of std s its mean is 6 s²."""
+    from ctmri.evaluate.metrics import through_plane_roughness
+
+    mask = np.ones((40, 16, 16), bool)
+    ramp = np.broadcast_to(np.arange(40.0)[:, None, None] * 7.0 + np.arange(16.0)[None, :, None], mask.shape)
+    assert through_plane_roughness(ramp, mask) == pytest.approx(0.0, abs=1e-9)
+    noise = np.random.default_rng(0).normal(0, 20.0, mask.shape)
+    assert through_plane_roughness(noise, mask) == pytest.approx(6 * 20.0 ** 2, rel=0.05)
+    smooth = np.cumsum(noise, axis=0) / 10          # correlated in z: a different value, still finite
+    assert np.isfinite(through_plane_roughness(smooth, mask))
+    with pytest.raises(ValueError, match=">= 3 slices"):
+        through_plane_roughness(noise[:2], mask[:2])
+    alternating = mask.copy()
+    alternating[::2] = False
+    with pytest.raises(ValueError, match="no voxel has both z-neighbours"):
+        through_plane_roughness(noise, alternating)

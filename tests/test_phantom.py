@@ -116,3 +116,18 @@ def test_write_synthrad_round_trip(tmp_path) -> None:
         np.testing.assert_array_equal(b.mr, a.mr)
         np.testing.assert_array_equal(b.ct, np.round(a.ct))
         np.testing.assert_array_equal(b.mask, a.mask)
+
+
+def test_misregistration_moves_only_the_mr_by_at_most_the_amplitude() -> None:
+    """The smooth MR-CT warp: CT, labels and mask unchanged; the MR moves; the largest displacement is the asked
+    amplitude in mm; amplitude 0 leaves the patient as it was."""
+    from ctmri.data.phantom import _misregistration
+
+    shape, spacing = (12, 64, 64), (3.0, 3.0, 3.0)
+    exact, moved = P.make_case(5, shape, spacing), P.make_case(5, shape, spacing, misregistration_mm=2.0)
+    assert np.array_equal(exact.ct, moved.ct) and np.array_equal(exact.labels, moved.labels)
+    assert np.array_equal(exact.mask, moved.mask) and not np.allclose(exact.mr, moved.mr)
+    assert np.array_equal(P.make_case(5, shape, spacing, misregistration_mm=0.0).mr, exact.mr)
+    d = _misregistration(5, shape, spacing, 2.0) * np.asarray(spacing[1:])[:, None, None, None]
+    assert np.sqrt((d ** 2).sum(axis=0)).max() == pytest.approx(2.0, rel=1e-4)
+    assert moved.meta["misregistration_mm"] == 2.0

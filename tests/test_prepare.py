@@ -86,7 +86,7 @@ def test_prepare_smoke_contract(root: Path) -> None:
     for split in ("train", "test"):
         with np.load(out / f"{split}.npz") as z:
             n = z["mr"].shape[0]
-            assert n == manifest["n_slices"][split] == 4 * len(manifest["patients"][split])
+            assert n == manifest["n_slices"][split] == 8 * len(manifest["patients"][split])   # every body slice
             assert z["mr"].shape == z["ct"].shape == (n, 1, 16, 16) and z["mask"].shape == (n, 16, 16)
             assert z["mr"].dtype == z["ct"].dtype == np.float32 and z["mask"].dtype == bool
             assert z["mr"].min() >= -1 and z["mr"].max() <= 1 and z["ct"].min() >= -1 and z["ct"].max() <= 1
@@ -94,7 +94,7 @@ def test_prepare_smoke_contract(root: Path) -> None:
             assert z["slice_index"].dtype.kind == "i" and z["pixel_spacing"].shape == (n, 2)
             np.testing.assert_allclose(z["pixel_spacing"], 48 * 8.0 / 16)
     s = load_split("smoke", "test")
-    assert isinstance(s, SliceSet) and len(s) == 4
+    assert isinstance(s, SliceSet) and len(s) == 8 and np.array_equal(s.slice_index, np.arange(8))   # contiguous
     assert s.cond is s.mr and s.target is s.ct
     flipped = load_split("smoke", "test", direction="ct2mr")
     np.testing.assert_array_equal(flipped.cond, s.ct)
@@ -127,7 +127,7 @@ def test_prepare_real_synthrad_folder(root: Path, tmp_path: Path) -> None:
         c.mask = None                                            # real data without masks: derived from MR
     write_synthrad(cases, tmp_path / "real")
     manifest = prepare_dataset("smoke", dataset="synthrad", data_dir=tmp_path / "real")
-    assert manifest["dataset"] == "synthrad" and sum(manifest["n_slices"].values()) == 12
+    assert manifest["dataset"] == "synthrad" and sum(manifest["n_slices"].values()) == 18   # every body slice
     s = load_split("smoke", "train")
     assert s.mr.shape[1:] == (1, 16, 16) and s.mask.any()
     np.testing.assert_allclose(s.pixel_spacing, 56 * 7.0 / 16)      # padded to square, aspect kept

@@ -66,7 +66,23 @@ def test_a_record_is_declared_once_with_a_known_method_and_role() -> None:
         declare(SamplerSpec(name="new-one", method="gan", role="fast", **base))
     with pytest.raises(ValueError, match="another sampler already is"):
         declare(SamplerSpec(name="new-two", method="vesde", role="fast", default=True, **base))
-    assert "new-one" not in SAMPLERS and "new-two" not in SAMPLERS
+    with pytest.raises(ValueError, match="evaluation must be one of"):
+        declare(SamplerSpec(name="new-three", method="vesde", role="fast", evaluation="some", **base))
+    assert "new-one" not in SAMPLERS and "new-two" not in SAMPLERS and "new-three" not in SAMPLERS
+
+
+def test_long_samplers_run_on_the_subset_the_others_on_whole_volumes() -> None:
+    """The study's four long samplers at the study's step counts cost 100-1000 NFE: they run on the profile's subset
+    (Figs. 1-3); the baselines and the few-step samplers on every test slice (the volume metrics)."""
+    from ctmri.config import get_profile
+    from ctmri.sample.stage import sampler_slices
+
+    assert {n for n in SAMPLERS if SAMPLERS[n].evaluation == "subset"} == set(names(role="study"))
+    cpu = get_profile("cpu")
+    n = 80
+    for name in SAMPLERS:
+        sel = sampler_slices(cpu, name, n)
+        assert len(sel) == (cpu.sample.max_test_slices if name in names(role="study") else n), name
 
 
 def test_profiles_name_only_registered_samplers() -> None:

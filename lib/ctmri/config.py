@@ -17,6 +17,7 @@ class DataConfig:
     slices_per_patient: int = 16          # axial slices per patient, evenly through the body (0 = all)
     phantom_shape: tuple[int, int, int] = (24, 96, 96)        # (z, y, x) voxels of a phantom volume
     phantom_spacing: tuple[float, float, float] = (5.0, 4.0, 4.0)  # (z, y, x) mm of a phantom voxel
+    misregistration_mm: float = 0.0       # phantom: largest in-plane MR-CT displacement of a smooth warp (0 = exact pairs)
     split_seed: int = 0                   # seed of the patient-level train/test split
 
 
@@ -32,6 +33,7 @@ class ModelConfig:
     cond_channels: int = 1                # condition channels (MR slices) concatenated to x_t
     out_channels: int = 1                 # target channels
     patch_size: int = 1                   # > 1: pixel-unshuffle stem, the UNet runs at image_size / patch_size
+    stem_skip: bool = True                # with a stem: the per-patch linear skip of x_t (models/patch_stem.py)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class TrainConfig:
 
     batch_size: int = 16
     lr: float = 1e-4                      # Adam, as in the study
+    wgan_lr: float = 0.0                  # the WGAN-GP's generator and critic (0 = lr)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     diffusion_steps: int = 4000           # optimiser steps for ddpm / vesde (step budget)
@@ -85,7 +88,7 @@ class SampleConfig:
     """Sampling, Monte-Carlo and the sampler budgets."""
 
     mc_samples: int = 10                  # MC replicates per test slice (study: 10)
-    max_test_slices: int = 0              # 0 = every test slice
+    max_test_slices: int = 0              # slices of the "subset" evaluation set (long samplers); 0 = every test slice
     chunk_size: int = 256                 # samples forwarded together
     trajectory_every: int = 0             # record x_t every k steps for the chosen slices (0: ~10 frames)
     trajectory_slices: tuple[int, ...] = ()  # test-slice indices whose trajectory is kept; () = every evaluated slice
@@ -128,7 +131,7 @@ def check_method(method: str) -> str:
 
 SMOKE = Profile(
     name="smoke",
-    data=DataConfig(image_size=16, n_patients=3, n_test_patients=1, slices_per_patient=4,
+    data=DataConfig(image_size=16, n_patients=3, n_test_patients=1, slices_per_patient=0,
                     phantom_shape=(8, 48, 48), phantom_spacing=(10.0, 8.0, 8.0)),
     model=ModelConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1),
     train=TrainConfig(batch_size=4, diffusion_steps=20, baseline_steps=10, n_critic=2,
@@ -137,8 +140,32 @@ SMOKE = Profile(
                         sampler_steps={"ddpm": 10, "ddim": 5, "dpm++2m": 5, "em": 10, "pc": 5, "heun": 4}),
 )
 
+# The cpu study: 3 mm pixels (128² over the 384 mm field of view) and 3 mm slices, whole contiguous volumes (every
+# body slice of a patient), on the 2 cores in <= 90 min. The cpu UNet (base 24, 1-2-4) runs behind a 4x
+# pixel-unshuffle stem (models/patch_stem.py; the critic too): a 128² training step costs 1.3x a 32² one instead of
+# 20x (benchmarks/results/resolution.md). bf16 autocast in training: 1.45x faster on this EPYC (AVX-512 BF16:
+# ddpm 0.19 -> 0.13 s per step of 16, wgan 0.52 -> 0.39), where the same loss and MAE were measured on the Xeon
+# (benchmarks/results/precision.md). Equal budgets: every method takes 3000 optimiser steps of 16 images.
+# lr 1e-3 (the WGAN-GP keeps 2e-4): the stem-4 VE model at 2000 steps (bf16, 3 mm data, default sampler, 24
+# held-out slices) reached 298 / 126 / 98 HU at lr 2e-4 / 5e-4 / 1e-3 (high-frequency power 44 / 3.5 / 1.2x
+# the CT's); with the stem's linear skip, 3000 steps at 2e-4 gave 210 HU, without it 391 HU.
+# Evaluation: the long samplers (registry `evaluation="subset"`: ancestral DDPM, EM, PC, the ODE) on 12 slices x 10
+# MC; the few-step samplers and the baselines on the whole test volumes x 10 MC.
 CPU = Profile(
     name="cpu",
+    data=DataConfig(image_size=128, n_patients=10, n_test_patients=2, slices_per_patient=0,
+                    phantom_shape=(40, 128, 128), phantom_spacing=(3.0, 3.0, 3.0), misregistration_mm=2.0),
+    model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4),
+    train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=2,
+                      ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=True),
+    sample=SampleConfig(mc_samples=10, max_test_slices=12, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
+                        sampler_steps={"ddpm": 250}),
+)
+
+# The previous cpu study, kept as the quick one: 12 mm pixels (32²) on 16 slices per patient spaced through the
+# body; the demo's weights come from it.
+CPU32 = Profile(
+    name="cpu32",
     data=DataConfig(image_size=32, n_patients=10, n_test_patients=2, slices_per_patient=16,
                     phantom_shape=(24, 96, 96), phantom_spacing=(5.0, 4.0, 4.0)),
     # base 24 (1.46 M parameters): 0.29 s per training step of 16 images here, vs 0.44 s at base 32.
@@ -161,12 +188,12 @@ CPU = Profile(
                         sampler_steps={"ddpm": 250}),
 )
 
-# `make demo`: ten minutes from clone to a real reverse diffusion on 2 cores, with no training: the cpu
-# profile's data and networks, and the cpu study's DDPM weights committed in weights/demo/ (fp16 EMA,
+# `make demo`: ten minutes from clone to a real reverse diffusion on 2 cores, with no training: the cpu32
+# profile's data and networks, and the cpu32 study's DDPM weights committed in weights/demo/ (fp16 EMA,
 # `models.checkpoints.export_weights`, provenance inside). 4 test slices x 4 MC replicates, 100 ancestral
 # steps, ~21 recorded frames.
-DEMO = replace(CPU, name="demo",
-               sample=replace(CPU.sample, mc_samples=4, max_test_slices=4, trajectory_every=5,
+DEMO = replace(CPU32, name="demo",
+               sample=replace(CPU32.sample, mc_samples=4, max_test_slices=4, trajectory_every=5,
                               sampler_steps={"ddpm": 100, "ddim": 20, "dpm++2m": 10, "em": 100, "pc": 50, "heun": 10}))
 
 GPU = Profile(
@@ -192,7 +219,7 @@ PAPER = Profile(
     sample=SampleConfig(mc_samples=10, pc_corrector_steps=1, chunk_size=16),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEMO, CPU, GPU, PAPER)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEMO, CPU32, CPU, GPU, PAPER)}
 
 
 def get_profile(name: str | Profile, **overrides) -> Profile:

@@ -277,6 +277,25 @@ def _bias_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude
     return (1.0 + amplitude * b / (np.abs(b).max() + 1e-8)).astype(np.float32)
 
 
+def _misregistration(seed: int, shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                     amplitude_mm: float) -> np.ndarray:
+    """Smooth in-plane displacement (2, z, y, x) in voxels, largest |d| = amplitude_mm: the residual MR-CT
+    misregistration of a deformable registration (correlation lengths ~40 mm in-plane, ~30 mm through-plane).
+    Drawn from its own generator, so the rest of a patient is the same with and without it."""
+    rng = np.random.default_rng([int(seed), 1])
+    sigma = (30.0 / spacing[0], 40.0 / spacing[1], 40.0 / spacing[2])
+    d = np.stack([_smooth_field(rng, shape, sigma) for _ in range(2)])
+    d *= amplitude_mm / (np.sqrt((d ** 2).sum(axis=0)).max() + 1e-8)
+    return d / np.asarray(spacing[1:], np.float32)[:, None, None, None]
+
+
+def _warp(volume: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """volume(z, y + dy, x + dx), trilinear, edges repeated."""
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in volume.shape), indexing="ij")
+    return ndimage.map_coordinates(volume, [z, y + displacement[0], x + displacement[1]], order=1,
+                                   mode="nearest").astype(np.float32)
+
+
 def supersampling(spacing_yx: Sequence[float]) -> int:
     """In-plane supersampling factor: fine pixels of about 1 mm, between 2 and 4 per voxel side."""
     return int(np.clip(np.ceil(max(spacing_yx) / 1.0), 2, 4))
@@ -303,8 +322,11 @@ def render_fractions(anatomy: Anatomy, shape: tuple[int, int, int], spacing: tup
 
 
 def make_case(seed: int, shape: Sequence[int] = (24, 96, 96), spacing: Sequence[float] = (5.0, 4.0, 4.0),
-              case_id: str | None = None) -> Case:
-    """One phantom patient: MR (relative T2w), CT (HU), body mask, tissue labels; deterministic in `seed`."""
+              case_id: str | None = None, misregistration_mm: float = 0.0) -> Case:
+    """One phantom patient: MR (relative T2w), CT (HU), body mask, tissue labels; deterministic in `seed`.
+
+    `misregistration_mm` > 0 warps the MR's anatomy (not its noise) by a smooth displacement of at most that many
+    mm against the CT, labels and mask, as real registered pairs are misaligned."""
     shape = tuple(int(n) for n in shape)
     spacing = tuple(float(v) for v in spacing)
     if len(shape) != 3 or min(shape) < 1 or len(spacing) != 3 or min(spacing) <= 0:
@@ -325,21 +347,24 @@ def make_case(seed: int, shape: Sequence[int] = (24, 96, 96), spacing: Sequence[
     ct = np.clip(ct + ct_noise * rng.standard_normal(shape, dtype=np.float32), -1024, 3071).astype(np.float32)
     bias_amp = rng.uniform(0.1, 0.3)
     mr_clean = mix(t2) * (1.0 + 0.04 * _smooth_field(rng, shape, (0.4, 1.2, 1.2))) * _bias_field(rng, shape, bias_amp)
+    if misregistration_mm > 0:
+        mr_clean = _warp(mr_clean, _misregistration(seed, shape, spacing, float(misregistration_mm)))
     mr_noise = rng.uniform(0.015, 0.035)
     n1, n2 = (rng.standard_normal(shape, dtype=np.float32) for _ in range(2))
     mr = np.sqrt((mr_clean + mr_noise * n1) ** 2 + (mr_noise * n2) ** 2).astype(np.float32)  # Rician magnitude
     meta = {"seed": int(seed), "phantom": True, "hu": {n: float(hu[i]) for n, i in LABELS.items()},
             "t2": {n: float(t2[i]) for n, i in LABELS.items()}, "ct_noise_hu": float(ct_noise),
             "mr_noise": float(mr_noise), "mr_bias_amplitude": float(bias_amp),
-            "bladder_fill": anatomy.bladder_fill, "rectal_gas": anatomy.gas_amount}
+            "bladder_fill": anatomy.bladder_fill, "rectal_gas": anatomy.gas_amount,
+            "misregistration_mm": float(misregistration_mm)}
     return Case(id=case_id or f"phantom{seed:03d}", mr=mr, ct=ct, mask=mask, spacing=spacing, labels=labels,
                 source="phantom", meta=meta).validate()
 
 
 def make_cases(n: int, shape: Sequence[int] = (24, 96, 96), spacing: Sequence[float] = (5.0, 4.0, 4.0),
-               first_seed: int = 0) -> list[Case]:
+               first_seed: int = 0, misregistration_mm: float = 0.0) -> list[Case]:
     """`n` phantom patients with seeds first_seed, first_seed + 1, …"""
-    return [make_case(first_seed + i, shape, spacing) for i in range(int(n))]
+    return [make_case(first_seed + i, shape, spacing, misregistration_mm=misregistration_mm) for i in range(int(n))]
 
 
 def write_synthrad(cases: Iterable[Case], root: str | os.PathLike) -> list[Path]:

@@ -128,7 +128,8 @@ def _phantom_cases(profile: Profile, first_seed: int) -> tuple[list[Case], Path]
     raw = paths.raw_dir(profile.name)
     tmp = raw.with_name(f".{raw.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_synthrad(make_cases(d.n_patients, d.phantom_shape, d.phantom_spacing, first_seed=first_seed), tmp)
+    write_synthrad(make_cases(d.n_patients, d.phantom_shape, d.phantom_spacing, first_seed=first_seed,
+                              misregistration_mm=d.misregistration_mm), tmp)
     shutil.rmtree(raw, ignore_errors=True)
     os.replace(tmp, raw)
     return read_synthrad(raw), raw

@@ -38,6 +38,9 @@ class SamplerSpec:
     default: bool = False                       # `ctmri synthesize`'s and the explorer's default sampler
     method_default: bool = False                # the sampler synthesize uses for a checkpoint of this method
     summary: str = ""                           # one line for `ctmri samplers`
+    evaluation: str = "volumes"                 # the study's evaluation set: "volumes" (every test slice, the whole
+    #                                             contiguous volumes) or "subset" (SampleConfig.max_test_slices
+    #                                             slices through the test split: the long samplers)
 
     def steps_for(self, sample_cfg) -> int:
         """This sampler's steps in a profile: its `sampler_steps` override, else the record's default."""
@@ -49,6 +52,7 @@ class SamplerSpec:
 
 
 SAMPLERS: dict[str, SamplerSpec] = {}
+EVALUATION_SETS = ("volumes", "subset")
 
 
 def register(name: str, **record: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -65,6 +69,8 @@ def declare(spec: SamplerSpec) -> SamplerSpec:
         raise ValueError(f"Sampler {spec.name!r} is declared twice.")
     if spec.method not in METHODS or spec.role not in ROLES:
         raise ValueError(f"Sampler {spec.name!r}: method must be one of {METHODS}, role one of {ROLES}.")
+    if spec.evaluation not in EVALUATION_SETS:
+        raise ValueError(f"Sampler {spec.name!r}: evaluation must be one of {EVALUATION_SETS}, not {spec.evaluation!r}.")
     if spec.default and any(s.default for s in SAMPLERS.values()):
         raise ValueError(f"Sampler {spec.name!r} cannot be the default: another sampler already is.")
     SAMPLERS[spec.name] = spec

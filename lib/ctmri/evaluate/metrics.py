@@ -192,3 +192,17 @@ def high_frequency_power(img: np.ndarray, cutoff: float = 0.25) -> float:
     fy, fx = np.meshgrid(np.fft.fftfreq(a.shape[0]), np.fft.fftfreq(a.shape[1]), indexing="ij")
     total = power.sum()
     return float(power[np.hypot(fy, fx) > cutoff].sum() / total) if total > 0 else 0.0
+
+
+def through_plane_roughness(vol_hu: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared through-plane second difference (HU²) of a (z, y, x) volume, over voxels whose z-neighbours are
+    all in the body: (v[z+1] − 2 v[z] + v[z−1])². Slice-to-slice flicker of a 2-D model raises it; compare an sCT's
+    value with the CT's own (inter-slice consistency)."""
+    v, m = _check(vol=np.asarray(vol_hu, np.float64), mask=np.asarray(mask, bool))
+    if v.ndim != 3 or v.shape[0] < 3:
+        raise ValueError(f"through_plane_roughness expects a (z, y, x) volume of >= 3 slices, got shape {v.shape}.")
+    d2 = v[2:] - 2 * v[1:-1] + v[:-2]
+    inside = m[2:] & m[1:-1] & m[:-2]
+    if not inside.any():
+        raise ValueError("through_plane_roughness: no voxel has both z-neighbours inside the mask.")
+    return float(np.mean(d2[inside] ** 2))

@@ -9,8 +9,12 @@ into `runs/<profile>/`:
 - `uncertainty.csv` one row per MC sampler / slice: uncertainty score (mean std in the body, [0, 1]
                     scale as in the study's Fig. 2-3, and in HU), Spearman rho(std, |error of the MC
                     mean|), AUSE in HU;
-- `patients.csv`    SynthRAD2023 metrics of each patient's stacked test slices (3-D);
-- `summary.csv` / `summary.md`  mean ± std over slices per method variant (markdown: `evaluate.report`);
+- `patients.csv`    per patient and method variant, on the whole contiguous test volumes (samplers whose registry
+                    `evaluation` is "volumes"): SynthRAD2023 MAE / PSNR / SSIM in 3-D, bone Dice, the
+                    inter-slice consistency (through-plane roughness of the sCT / the CT's own), the in-plane
+                    high-frequency power ratio (median over slices) and the worst slice's MAE / the median's;
+- `summary.csv` / `summary.md`  mean ± std over slices per method variant, on the slices every sampler ran (the
+                    profile's subset), so that every row compares like with like (markdown: `evaluate.report`);
 - `claims.md` / `claims.json`   the study's claims C1-C5 checked automatically (`evaluate.claims`).
 """
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ctmri.evaluate import metrics as M
 from ctmri.evaluate.claims import check_claims
 from ctmri.evaluate.methods import ORDER, label, variants
 from ctmri.evaluate.report import claims_markdown, summary_markdown
+from ctmri.evaluate.volume_targets import check_volume_targets
 from ctmri.paths import run_dir, samples_path
 from ctmri.provenance import atomic_path, provenance, write_json
 from ctmri.sample.store import load_samples, sample_files
@@ -61,7 +66,9 @@ def _quality(ct: np.ndarray, pred: np.ndarray, mask: np.ndarray, mr2ct: bool) ->
 
 
 def _ids(d: dict[str, Any], i: int) -> dict[str, Any]:
-    return {"sampler": d["name"], "slice": i, "patient": d["patient"][i], "slice_index": int(d["slice_index"][i])}
+    test_index = d["test_index"][i] if "test_index" in d else i
+    return {"sampler": d["name"], "slice": i, "test_index": int(test_index), "patient": d["patient"][i],
+            "slice_index": int(d["slice_index"][i])}
 
 
 def slice_metrics(d: dict[str, Any]) -> pd.DataFrame:
@@ -94,9 +101,14 @@ def uncertainty_metrics(d: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("nan")
+
+
 def patient_metrics(d: dict[str, Any]) -> pd.DataFrame:
-    """SynthRAD2023 metrics in 3-D: each patient's test slices stacked in slice order (NaN SSIM if < 3 slices)."""
-    if d["direction"] != "mr2ct":
+    """Per patient on the whole contiguous test volume (SynthRAD2023 in 3-D, bone Dice, inter-slice consistency,
+    HF ratio, worst slice); empty for samples on a subset of slices, whose stacks would span gaps."""
+    if d["direction"] != "mr2ct" or d["evaluation"] != "volumes":
         return pd.DataFrame()
     rows = []
     for variant, lab, pred in variants(d):
@@ -106,11 +118,26 @@ def patient_metrics(d: dict[str, Any]) -> pd.DataFrame:
             ct, sct, m = model_to_hu(d["target"][idx, 0]), model_to_hu(pred[idx]), d["mask"][idx]
             if not m.any():
                 continue
+            slice_mae = [M.synthrad_mae(c, s_, mm) for c, s_, mm in zip(ct, sct, m) if mm.any()]
+            hf = [_ratio(M.high_frequency_power(s_), M.high_frequency_power(c)) for c, s_ in zip(ct, sct)]
             rows.append({"sampler": d["name"], "variant": variant, "label": lab, "patient": patient,
                          "n_slices": len(idx), "mae": M.synthrad_mae(ct, sct, m), "psnr": M.synthrad_psnr(ct, sct, m),
-                         "ssim": _or_nan(M.synthrad_ssim, ct, sct, m),
-                         "bone_dice": M.bone_dice(ct, sct, m)})
+                         "ssim": _or_nan(M.synthrad_ssim, ct, sct, m), "bone_dice": M.bone_dice(ct, sct, m),
+                         "z_roughness_ratio": _or_nan(lambda a, b, mm: _ratio(M.through_plane_roughness(b, mm),
+                                                                              M.through_plane_roughness(a, mm)),
+                                                      ct, sct, m),
+                         "hf_ratio": float(np.nanmedian(hf)),
+                         "worst_slice_ratio": _ratio(max(slice_mae), float(np.median(slice_mae)))})
     return pd.DataFrame(rows)
+
+
+def common_slices(per_slice: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the test slices every sampler ran (the profile's subset when some sampler ran only that)."""
+    if per_slice.empty:
+        return per_slice
+    sets = [set(g) for _, g in per_slice.groupby("sampler", sort=False)["test_index"]]
+    shared = set.intersection(*sets)
+    return per_slice[per_slice["test_index"].isin(shared)]
 
 
 def summarise(per_slice: pd.DataFrame, unc: pd.DataFrame) -> pd.DataFrame:
@@ -185,9 +212,9 @@ def evaluate(profile: str) -> dict[str, Path]:
     per_slice = pd.concat(per_slice, ignore_index=True)
     unc = pd.concat(unc, ignore_index=True)
     patients = pd.concat(patients, ignore_index=True)
-    summary = summarise(per_slice, unc)
+    summary = summarise(common_slices(per_slice), common_slices(unc) if len(unc) else unc)
     prov = provenance(profile, samplers=list(files), sample_commits=inputs)
-    claims = check_claims(summary)
+    claims = check_claims(summary) + check_volume_targets(patients, per_slice)
     out = run_dir(profile)
     paths = {"metrics": _write_csv(per_slice, out / "metrics.csv"),
              "uncertainty": _write_csv(unc, out / "uncertainty.csv"),

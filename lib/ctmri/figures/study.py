@@ -222,10 +222,21 @@ def fig3_bars(profile: str) -> Path:
         return save(fig, profile, "fig3_bars")
 
 
-def _examples(d: dict[str, Any], n: int = 2) -> list[int]:
-    """Rows of the `n` slices with the most bone (CT > 200 HU), preferring different patients."""
-    bone = (model_to_hu(d["target"][:, 0]) > 200).sum(axis=(1, 2))
-    order = list(np.argsort(-bone, kind="stable"))
+def shared_rows(data: dict[str, dict[str, Any]]) -> np.ndarray:
+    """Rows of the first samples file whose (patient, slice) every file holds (the long samplers' subset)."""
+    first = next(iter(data.values()))
+    keys = [set(zip(d["patient"], d["slice_index"].tolist())) for d in data.values()]
+    return np.array([i for i, k in enumerate(zip(first["patient"], first["slice_index"].tolist()))
+                     if all(k in ks for ks in keys)], dtype=np.int64)
+
+
+def _examples(d: dict[str, Any], n: int = 2, among: np.ndarray | None = None) -> list[int]:
+    """Rows of the `n` slices (of `among`, default all) with the most bone (CT > 200 HU), preferring different
+    patients."""
+    bone = (model_to_hu(d["target"][:, 0]) > 200).sum(axis=(1, 2)).astype(float)
+    if among is not None and len(among):
+        bone[np.setdiff1d(np.arange(bone.size), among)] = -1
+    order = [i for i in np.argsort(-bone, kind="stable") if bone[i] >= 0]
     picks: list[int] = []
     for i in order:
         if len(picks) < n and d["patient"][i] not in {d["patient"][j] for j in picks}:
@@ -236,12 +247,15 @@ def _examples(d: dict[str, Any], n: int = 2) -> list[int]:
     return picks
 
 
-def _boxes(ct_hu: np.ndarray) -> list[tuple[int, int, int]]:
-    """Two zoom boxes (row, col, size): red on the densest bone, green on the busiest other region."""
+def _boxes(ct_hu: np.ndarray, mask: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """Two zoom boxes (row, col, size): red on bone cortex (CT > 700 HU), green on gas inside the body (rectum,
+    bowel; CT < -400 HU), else on the busiest other region."""
     h, w = ct_hu.shape
-    size = max(4, min(h, w) // 4)
-    bone = ndimage.uniform_filter((ct_hu > 200).astype(float), size)
-    grad = ndimage.uniform_filter(np.hypot(*np.gradient(ct_hu)), size)
+    size = max(4, min(h, w) // 5)
+    bone = ndimage.uniform_filter((ct_hu > 700).astype(float) + 0.1 * (ct_hu > 200), size)
+    gas = (ct_hu < -400) & (mask if mask is not None else np.zeros_like(ct_hu, bool))
+    grad = ndimage.uniform_filter(np.hypot(*np.gradient(ct_hu)), size) / (np.abs(ct_hu).max() + 1.0)
+    grad = grad + ndimage.uniform_filter(gas.astype(float), size)
     half = size // 2
     valid = np.zeros_like(bone, dtype=bool)
     valid[half:h - size + half + 1, half:w - size + half + 1] = True
@@ -262,14 +276,14 @@ def fig4_comparison(profile: str) -> Path:
     first = next(iter(data.values()))
     methods = _methods(data)
     ncols = 2 + len(methods)
-    examples = _examples(first)
+    examples = _examples(first, among=shared_rows(data))
     with style():
         fig, axes = plt.subplots(3 * len(examples), ncols, figsize=(1.05 * ncols, 3.3 * len(examples)), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for e, i in enumerate(examples):
             patient, sidx = first["patient"][i], int(first["slice_index"][i])
-            boxes = _boxes(model_to_hu(first["target"][i, 0]))
+            boxes = _boxes(model_to_hu(first["target"][i, 0]), first["mask"][i])
             ct = unit(first["target"][i, 0])
             panels = [("T2w MR", mr_display(first["cond"][i, 0]), "")] if "cond" in first else []
             panels += [("CT (truth)", ct, f"{patient} / {sidx}")]
@@ -293,7 +307,8 @@ def fig4_comparison(profile: str) -> Path:
                         spine.set_visible(True)
                         spine.set_edgecolor(col)
                         spine.set_linewidth(1.5)
-        fig.suptitle(f"Fig. 4 — two examples, all methods; rows: whole image, red box, green box; {CT_WINDOW}; "
+        fig.suptitle(f"Fig. 4 — two examples, all methods; rows: whole image, red box (bone cortex), green box "
+                     f"(gas in the body, else the busiest region); {CT_WINDOW}; "
                      "number under each image: SSIM vs CT", y=1.0)
         return save(fig, profile, "fig4_comparison")
 
@@ -302,7 +317,7 @@ def fig_hu_error_maps(profile: str, limit_hu: float = 500.0) -> Path:
     """Beyond the study: signed error sCT − CT in HU of every method for one slice (±limit_hu window)."""
     data = load(profile)
     first = next(iter(data.values()))
-    i = _examples(first, 1)[0]
+    i = _examples(first, 1, among=shared_rows(data))[0]
     patient, sidx = first["patient"][i], int(first["slice_index"][i])
     ct_hu, mask = model_to_hu(first["target"][i, 0]), first["mask"][i]
     rows = {"single": [], "mc_mean": []}
@@ -382,8 +397,83 @@ def fig_sparsification(profile: str, n: int = 20) -> Path:
         return save(fig, profile, "fig_sparsification")
 
 
+def _volume(d: dict[str, Any], patient: str, pred: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(z, y, x) stack of one patient's rows in slice order (the target, or `pred`), and their slice indices."""
+    idx = np.flatnonzero(d["patient"] == patient)
+    idx = idx[np.argsort(d["slice_index"][idx], kind="stable")]
+    src = d["target"][:, 0] if pred is None else pred
+    return np.asarray(src[idx]), d["slice_index"][idx]
+
+
+def _three_views(vol: np.ndarray) -> list[np.ndarray]:
+    """Axial (middle slice), coronal (through the middle row) and sagittal (middle column) planes, head up."""
+    z, h, w = vol.shape
+    return [vol[z // 2], vol[::-1, h // 2, :], vol[::-1, :, w // 2]]
+
+
+def _z_aspect(profile: str, patient: str, size: int) -> float:
+    """Slice thickness over the in-plane pixel of a patient's prepared volume (1 when the manifest says nothing)."""
+    from ctmri.data.prepare import load_manifest
+    from ctmri.data.readers import DataError
+
+    try:
+        vol = load_manifest(profile)["volumes"][patient]
+    except (DataError, KeyError):
+        return 1.0
+    (nz, ny, nx), (dz, dy, dx) = vol["shape"], vol["spacing_mm"]
+    return float(dz) / (max(ny * dy, nx * dx) / size)
+
+
+def fig_volume_views(profile: str, limit_hu: float = 300.0) -> Path:
+    """Beyond the study: one test patient's volume in axial, coronal and sagittal views: MR, CT, the baselines' sCT
+    and |error|, the default sampler's single sample, MC mean, its |error| and MC std."""
+    from ctmri.diffusion.samplers import default_sampler
+
+    data = {s: d for s, d in load(profile).items() if d["evaluation"] == "volumes"}
+    if not data:
+        raise MissingInput("no samples on the whole test volumes")
+    first = next(iter(data.values()))
+    patient = first["patient"][0]
+    ct, zs = _volume(first, patient)
+    if len(zs) < 3 or np.any(np.diff(zs) != 1):
+        raise MissingInput(f"patient {patient}'s test slices are not a contiguous volume")
+    ct_hu = model_to_hu(ct)
+    rows: list[tuple[str, np.ndarray, dict]] = [("T2w MR", mr_display(_volume(first, patient, first["cond"][:, 0])[0]),
+                                                 {}), ("CT (truth)", unit(ct), {})]
+    gray, err = {}, {"cmap": "magma", "vmin": 0, "vmax": limit_hu}
+    main = default_sampler()
+    for s, d in data.items():
+        if s in SAMPLERS and SAMPLERS[s].one_pass:               # the baselines beside the default sampler
+            sct = _volume(d, patient, d["samples"][:, 0, 0])[0]
+            rows += [(label(s), unit(sct), gray), (f"|{label(s)} − CT| (HU)", np.abs(model_to_hu(sct) - ct_hu), err)]
+    if main in data:
+        d = data[main]
+        single = _volume(d, patient, d["samples"][:, 0, 0])[0]
+        rows.append((label(main), unit(single), gray))
+        if d["K"] > 1:
+            mean = _volume(d, patient, d["mean"][:, 0])[0]
+            rows += [(label(main, True), unit(mean), gray),
+                     (f"|{label(main, True)} − CT| (HU)", np.abs(model_to_hu(mean) - ct_hu), err),
+                     (f"MC std (HU), K = {d['K']}", std_to_hu(_volume(d, patient, d["std"][:, 0])[0]), err)]
+    titles = ("axial", "coronal", "sagittal")
+    aspect = _z_aspect(profile, patient, ct.shape[-1])
+    with style():
+        fig, axes = plt.subplots(len(rows), 3, figsize=(5.6, 1.5 * len(rows)), squeeze=False, layout="constrained")
+        for r, (name, vol, kw) in enumerate(rows):
+            for c, view in enumerate(_three_views(vol)):
+                im = image(axes[r, c], view, titles[c] if r == 0 else "", **kw)
+                axes[r, c].set_aspect(aspect if c else 1.0)
+            axes[r, 0].set_ylabel(name, fontsize=6)
+            if kw:
+                fig.colorbar(im, ax=axes[r, :].tolist(), fraction=0.03, pad=0.01)
+        fig.suptitle(f"Volume views, test patient {patient} ({len(zs)} contiguous slices): the baselines and the "
+                     f"default sampler\n{CT_WINDOW}; errors and std in [0, {limit_hu:.0f}] HU")
+        return save(fig, profile, "fig_volume_views")
+
+
 FIGURES: tuple[Callable[[str], Path], ...] = (fig1_trajectories, fig2_mc_samples, fig3_bars, fig4_comparison,
-                                              fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification)
+                                              fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification,
+                                              fig_volume_views)
 
 
 def make_all_figures(profile: str) -> list[Path]:

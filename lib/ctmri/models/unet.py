@@ -164,14 +164,16 @@ class UNet(nn.Module):
 class Critic(nn.Module):
     """Conditional WGAN-GP critic D(x, y) on concat(x, y): 3x3 convs, LeakyReLU, 2x2 average-pool downsampling, no
     BatchNorm (Gulrajani 2017). Average pooling instead of strided 4x4 convs: a strided critic's input gradient is
-    periodic in the stride and pushes a checkerboard into the generator (Odena et al. 2016)."""
+    periodic in the stride and pushes a checkerboard into the generator (Odena et al. 2016). `patch` > 1: the
+    generator's pixel-unshuffle stem in front (models/patch_stem.py), so the critic runs at 1/patch resolution."""
 
     def __init__(self, image_channels: int = 1, cond_channels: int = 1, base_channels: int = 32,
-                 channel_mults: Sequence[int] = (1, 2, 4)):
+                 channel_mults: Sequence[int] = (1, 2, 4), patch: int = 1):
         super().__init__()
-        self.image_channels, self.cond_channels = image_channels, cond_channels
-        self.factor = 2 ** len(channel_mults)
-        layers: list[nn.Module] = [nn.Conv2d(image_channels + cond_channels, base_channels, 3, padding=1),
+        self.image_channels, self.cond_channels, self.patch = image_channels, cond_channels, int(patch)
+        self.factor = 2 ** len(channel_mults) * self.patch
+        p2 = self.patch * self.patch
+        layers: list[nn.Module] = [nn.Conv2d((image_channels + cond_channels) * p2, base_channels, 3, padding=1),
                                    nn.LeakyReLU(0.2)]
         ch = base_channels
         for mult in channel_mults:
@@ -187,4 +189,7 @@ class Critic(nn.Module):
                              f"H, W), got {tuple(x.shape)} and {tuple(y.shape)}.")
         if x.shape[-2] % self.factor or x.shape[-1] % self.factor:
             raise ValueError(f"Critic needs H and W divisible by {self.factor}, got {x.shape[-2]}x{x.shape[-1]}.")
-        return self.head(self.features(torch.cat([x, y], dim=1)).mean(dim=(2, 3))).squeeze(1)
+        h = torch.cat([x, y], dim=1)
+        if self.patch > 1:
+            h = F.pixel_unshuffle(h, self.patch)
+        return self.head(self.features(h).mean(dim=(2, 3))).squeeze(1)

@@ -23,10 +23,20 @@ def evaluation_slices(n: int, max_slices: Optional[int]) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max_slices)).astype(np.int64))
 
 
+def sampler_slices(profile: Profile, sampler: str, n: int) -> np.ndarray:
+    """A sampler's evaluation set (its record's `evaluation`): every test slice, or the profile's subset."""
+    if spec(sampler).evaluation == "volumes":
+        return np.arange(n)
+    return evaluation_slices(n, profile.sample.max_test_slices)
+
+
 def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[int] = None,
                 steps: Optional[int] = None, device=None, progress: bool = True,
                 max_slices: Optional[int] = None) -> Path:
-    """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz."""
+    """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz.
+
+    The slices are the sampler's evaluation set (`sampler_slices`) unless `max_slices` asks for a subset; trajectories
+    are kept on the profile's `trajectory_slices`, else on the subset slices (those of Figs. 1-2)."""
     from ctmri.models import checkpoints
     from ctmri.data import prepare
     from ctmri.provenance import file_digest, provenance, save_npz
@@ -41,7 +51,6 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     default_steps, options = sampler_settings(prof, sampler)
     steps = int(steps or default_steps)
     mc_samples = 1 if spec(sampler).one_pass else int(mc_samples or prof.sample.mc_samples)
-    max_slices = prof.sample.max_test_slices if max_slices is None else max_slices
     device = torch.device(device or default_device())
 
     data = prepare.load_split(prof.name, "test")
@@ -55,9 +64,9 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
         if ckpt_prov.get(key) not in (None, data_info[key]):
             raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
                                f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
-    sel = evaluation_slices(len(data), max_slices)
+    sel = sampler_slices(prof, sampler, len(data)) if max_slices is None else evaluation_slices(len(data), max_slices)
     cond, target = data.cond[sel], data.target[sel]
-    wanted = set(prof.sample.trajectory_slices)      # () = every evaluated slice
+    wanted = set(prof.sample.trajectory_slices) or set(evaluation_slices(len(data), prof.sample.max_test_slices).tolist())
     trajectory_slices = [j for j, i in enumerate(sel) if not wanted or i in wanted] or [0]
     res = monte_carlo(loaded.model, loaded.process, sampler, cond, mc_samples=mc_samples, steps=steps,
                       base_seed=prof.sample.seed, chunk_size=prof.sample.chunk_size, slice_ids=sel,
@@ -68,6 +77,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     out.update(target=target.astype(np.float32), cond=cond.astype(np.float32), mask=data.mask[sel],
                patient=np.asarray(data.patient[sel]).astype(str), slice_index=np.asarray(data.slice_index[sel]),
                test_index=sel, sampler=np.array(sampler), method=np.array(method),
+               evaluation=np.array(spec(sampler).evaluation if max_slices is None else "subset"),
                direction=np.array(data.direction))
     if data.direction == "mr2ct":                       # target is CT: HU maps for evaluation
         out["mean_hu"] = model_to_hu(res["mean"][:, 0]).astype(np.float32)

@@ -54,6 +54,8 @@ def load_samples(path: str | Path) -> dict[str, Any]:
     d["name"] = path.stem
     d["K"] = int(d["samples"].shape[1])
     d["direction"] = str(d.get("direction", "mr2ct"))
+    d["evaluation"] = str(d.get("evaluation", "subset"))            # files written before the evaluation sets
+    d["test_index"] = np.asarray(d.get("test_index", np.arange(d["samples"].shape[0]))).astype(np.int64)
     d["seconds_per_sample"] = float(np.mean(d["seconds_per_sample"]))
     d["nfe"] = float(np.mean(d["nfe"]))
     d["mask"] = d["mask"].astype(bool)

@@ -206,7 +206,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
     raw = build_model(method, p)
     for net in raw.values():
         net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
-    opts = {k: torch.optim.Adam(n.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    lr = cfg.wgan_lr if method == "wgan" and cfg.wgan_lr else cfg.lr
+    opts = {k: torch.optim.Adam(n.parameters(), lr=lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
             for k, n in raw.items()}
     params = [t for t in raw["net"].state_dict().values()]
     ema = [t.detach().clone() for t in params] if method in DIFFUSION else None
