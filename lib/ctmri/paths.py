@@ -35,6 +35,11 @@ def checkpoint_path(profile: str, method: str) -> Path:
     return run_dir(profile) / "checkpoints" / f"{method}.pt"
 
 
+def committed_weights(profile: str, method: str) -> Path:
+    """The repository's committed sampling weights of a profile's method (weights/<profile>/<method>.pt)."""
+    return Path(__file__).resolve().parents[2] / "weights" / profile / f"{method}.pt"
+
+
 def samples_path(profile: str, sampler: str) -> Path:
     return run_dir(profile) / "samples" / f"{sampler}.npz"
 

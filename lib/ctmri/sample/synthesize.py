@@ -129,6 +129,8 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
         raise ValueError(f"Unknown direction {direction!r}; expected one of {', '.join(OUTPUT_STEM)}.")
     input = Path(input).expanduser()
     ckpt = Path(checkpoint) if checkpoint else paths.checkpoint_path(profile or "smoke", method)
+    if not checkpoint and not ckpt.exists() and paths.committed_weights(profile or "smoke", method).exists():
+        ckpt = paths.committed_weights(profile or "smoke", method)     # e.g. weights/cpu/vesde.pt, no training needed
     out = Path(out) if out else paths.synthesis_dir(input.name.split(".")[0] or "volume")
     if not ckpt.exists():
         raise FileNotFoundError(f"No checkpoint at {str(ckpt)!r}; train one (`ctmri train --profile "
