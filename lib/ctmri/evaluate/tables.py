@@ -105,6 +105,11 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("nan")
 
 
+def _z_roughness_ratio(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray) -> float:
+    """Inter-slice consistency: through-plane roughness of the sCT over the CT's own (1 = as consistent)."""
+    return _ratio(M.through_plane_roughness(sct, mask), M.through_plane_roughness(ct, mask))
+
+
 def patient_metrics(d: dict[str, Any]) -> pd.DataFrame:
     """Per patient on the whole contiguous test volume (SynthRAD2023 in 3-D, bone Dice, inter-slice consistency,
     HF ratio, worst slice); empty for samples on a subset of slices, whose stacks would span gaps."""
@@ -123,9 +128,7 @@ def patient_metrics(d: dict[str, Any]) -> pd.DataFrame:
             rows.append({"sampler": d["name"], "variant": variant, "label": lab, "patient": patient,
                          "n_slices": len(idx), "mae": M.synthrad_mae(ct, sct, m), "psnr": M.synthrad_psnr(ct, sct, m),
                          "ssim": _or_nan(M.synthrad_ssim, ct, sct, m), "bone_dice": M.bone_dice(ct, sct, m),
-                         "z_roughness_ratio": _or_nan(lambda a, b, mm: _ratio(M.through_plane_roughness(b, mm),
-                                                                              M.through_plane_roughness(a, mm)),
-                                                      ct, sct, m),
+                         "z_roughness_ratio": _or_nan(_z_roughness_ratio, ct, sct, m),
                          "hf_ratio": float(np.nanmedian(hf)),
                          "worst_slice_ratio": _ratio(max(slice_mae), float(np.median(slice_mae)))})
     return pd.DataFrame(rows)
