@@ -1,5 +1,5 @@
 # ctmri: every stage of the study is a file target; `make reproduce` walks the DAG through papermill.
-#   make setup | test | test-fast | reproduce [PROFILE=cpu] | reproduce-min | demo | bench | lab | clean
+#   make setup | test | test-fast | reproduce [PROFILE=cpu] | reproduce-min | gpu-check | demo | bench | lab | clean
 # ROOT is where data/, runs/ and figures/ go (default: this folder); tests use a scratch ROOT.
 
 SHELL      := /bin/bash
@@ -47,7 +47,7 @@ define run_notebook
 	status=$$?; echo "$(2) $$(( $$(date +%s) - start )) s" | tee -a $(RUN)/stage_seconds.txt; exit $$status
 endef
 
-.PHONY: setup test test-fast reproduce reproduce-min demo data train sample evaluate figures explore bench lab clean
+.PHONY: setup test test-fast reproduce reproduce-min gpu-check demo data train sample evaluate figures explore bench lab clean
 
 setup: $(STAMP)
 
@@ -111,6 +111,14 @@ demo: setup
 	$(MAKE) explore PROFILE=demo SAMPLERS="$(SAMPLERS_ddpm)" && \
 	echo "demo: $$(( $$(date +%s) - start )) s. Open $(ROOT)/runs/demo/notebooks/05_explore.html, or run \
 	\`make lab\` and open notebooks/05_explore.ipynb (profile = \"demo\")."
+
+# On a lent GPU: the gpu profile's whole pipeline at 256² and reduced steps (profile gpu-check, config.py); stage
+# times in runs/gpu-check/stage_seconds.txt, GPU memory sampled each second in runs/gpu-check/gpu_memory.csv.
+gpu-check: setup
+	@mkdir -p $(ROOT)/runs/gpu-check
+	@nvidia-smi --query-gpu=timestamp,name,memory.used,memory.total,utilization.gpu --format=csv -l 1 \
+	  > $(ROOT)/runs/gpu-check/gpu_memory.csv 2>&1 & mon=$$!; \
+	$(MAKE) reproduce PROFILE=gpu-check; status=$$?; kill $$mon 2>/dev/null; exit $$status
 
 # ---- tests -------------------------------------------------------------------------------------
 TEST_ROOT := $(CURDIR)/build/test-root

@@ -147,7 +147,7 @@ class EvalSlices:
     def __init__(self, profile: Profile, slices: int):
         from ctmri.data.prepare import load_split
 
-        data = load_split(profile.name, "test")
+        data = load_split(profile.name, "test", context=profile.model.context_slices)
         self.index = evaluation_slices(len(data), slices)
         self.cond, self.target, self.mask = data.cond[self.index], data.target[self.index], data.mask[self.index]
         self.truth_hu = model_to_hu(self.target[:, 0])

@@ -3,7 +3,8 @@
 Sections: quality against NFE (bench_quality.py), sampler overhead + peak memory per sampler + batched MC vs one
 replicate at a time (bench_sampling.py), training throughput per method and speed option + peak memory per
 method (bench_train.py), training quality under each speed option against fp32 (bench_precision.py), and the
-stage wall times of `make reproduce` (runs/<profile>/stage_seconds.txt, figures/<profile>/stage_seconds.txt);
+stage wall times of `make reproduce` (runs/<profile>/stage_seconds.txt, figures/<profile>/stage_seconds.txt),
+`ctmri synthesize` of a 48-slice 128² volume with the committed weights (bench_synthesize.py);
 opt-in (`--only`): training time-to-quality (bench_time_to_quality.py, its default variants), GPU seconds per
 slice (bench_gpu_sampling.py) and the study checks of the profile's samples (study_checks.py). Writes
 <out>/results.md and <out>/results.json (with provenance and the machine) and each section's own
@@ -32,6 +33,7 @@ import bench_precision  # noqa: E402
 import bench_quality  # noqa: E402
 import bench_sampling  # noqa: E402
 import bench_time_to_quality  # noqa: E402
+import bench_synthesize  # noqa: E402
 import bench_train  # noqa: E402
 import study_checks  # noqa: E402
 from common import (base_parser, machine, machine_line, run_provenance, save_section, table,  # noqa: E402
@@ -47,6 +49,7 @@ SECTIONS = {"quality": (bench_quality, ("mc", "slices", "time_budget")),
             "train_throughput": (bench_train, ()),
             "precision": (bench_precision, ("mc", "slices", "quality_steps")),
             "stages": (None, ()),
+            "synthesize": (bench_synthesize, ()),
             "time_to_quality": (bench_time_to_quality, ("mc", "slices")),
             "gpu_sampling": (bench_gpu_sampling, ()),
             "study_checks": (study_checks, ())}

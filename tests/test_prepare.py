@@ -140,3 +140,22 @@ def test_too_few_real_patients(root: Path, tmp_path: Path) -> None:
         prepare_dataset("smoke", dataset="synthrad", data_dir=tmp_path / "one")
     with pytest.raises(DataError, match="Unknown dataset kind 'dicom'"):
         prepare_dataset("smoke", dataset="dicom", data_dir=tmp_path / "one")
+
+
+def test_context_stack_puts_the_slice_first_then_its_neighbours_and_repeats_the_edges() -> None:
+    """2.5-D condition: channel 0 is the slice itself, then z-1, z+1 (k = 1), within each patient, edges repeated."""
+    from ctmri.data.prepare import context_stack
+
+    z = np.array([2, 0, 1, 0, 1])                     # two patients, rows out of order
+    patient = np.array(["a", "a", "a", "b", "b"])
+    images = (10 * (patient == "b") + z).astype(np.float32)[:, None, None, None] * np.ones((1, 1, 2, 2), np.float32)
+    out = context_stack(images, patient, z, 1)
+    assert out.shape == (5, 3, 2, 2)
+    own, below, above = out[:, 0, 0, 0], out[:, 1, 0, 0], out[:, 2, 0, 0]
+    assert own.tolist() == [2, 0, 1, 10, 11]
+    assert below.tolist() == [1, 0, 0, 10, 10] and above.tolist() == [2, 1, 2, 11, 11]
+    assert context_stack(images, patient, z, 0) is images
+    with pytest.raises(ValueError, match="contiguous"):
+        context_stack(images, patient, np.array([0, 4, 1, 0, 1]), 1)
+    with pytest.raises(ValueError, match=">= 0"):
+        context_stack(images, patient, z, -1)

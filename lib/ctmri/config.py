@@ -34,6 +34,12 @@ class ModelConfig:
     out_channels: int = 1                 # target channels
     patch_size: int = 1                   # > 1: pixel-unshuffle stem, the UNet runs at image_size / patch_size
     stem_skip: bool = True                # with a stem: the per-patch linear skip of x_t (models/patch_stem.py)
+    context_slices: int = 0               # 2.5-D: k adjacent condition slices on each side as extra channels
+
+    @property
+    def condition_channels(self) -> int:
+        """Channels of the network's condition: each of `cond_channels` at the slice and its 2k neighbours."""
+        return self.cond_channels * (1 + 2 * self.context_slices)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class ProcessConfig:
     sigma: float = 25.0                   # VE-SDE sigma (g(t) = sigma**t)
     eps_train: float = 1e-5               # VE-SDE smallest training time
     eps_sample: float = 1e-3              # VE-SDE time where sampling stops
+    ddpm_parametrisation: str = "eps"     # "eps" (study eq. 23) or "v" (Salimans & Ho 2022: D's error bounded at high sigma)
     ve_parametrisation: str = "edm"       # "edm" (Karras 2022 preconditioning) or "score-over-std" (Song: F / std(t))
     sigma_data: float = 0.0               # EDM sigma_data; 0 = the std of the training targets, measured at train start
 
@@ -149,16 +156,25 @@ SMOKE = Profile(
 # lr 1e-3 (the WGAN-GP keeps 2e-4): the stem-4 VE model at 2000 steps (bf16, 3 mm data, default sampler, 24
 # held-out slices) reached 298 / 126 / 98 HU at lr 2e-4 / 5e-4 / 1e-3 (high-frequency power 44 / 3.5 / 1.2x
 # the CT's); with the stem's linear skip, 3000 steps at 2e-4 gave 210 HU, without it 391 HU.
-# Evaluation: the long samplers (registry `evaluation="subset"`: ancestral DDPM, EM, PC, the ODE) on 12 slices x 10
-# MC; the few-step samplers and the baselines on the whole test volumes x 10 MC.
+# The DDPM predicts v (Salimans & Ho 2022) and keeps the study's plain eps loss: with eps-prediction D's error grows
+# with sigma (x 157 at the last step) and the 3-mm DDPM failed (ancestral samples 650 HU in fp32, 913 HU in bf16 at
+# 2000 steps); v + Min-SNR-5 reached 152 HU with 7.8x the CT's high-frequency power (Min-SNR caps the weight of the
+# small-noise steps), v + the plain loss 125 HU, HF 2.2 (benchmarks/results/choices.md).
+# 2.5-D condition (the MR slice and its two neighbours, `context_slices=1`) for every method: the VE model at 2000
+# steps reached 97 / 92 HU (DPM++2M-VE / -SDE single samples, whole test volumes) against 108 / 102 HU in 2-D, and a
+# through-plane roughness of 2.8 / 2.4x the CT's against 3.5 / 3.0x (benchmarks/results/choices_context.md).
+# Evaluation: the long samplers (registry `evaluation="subset"`: ancestral DDPM, EM, PC, the ODE) on 8 slices x 10
+# MC (12 in the b52a30b run: 91 min, over budget); the few-step samplers and the baselines on the whole test volumes
+# x 10 MC.
 CPU = Profile(
     name="cpu",
     data=DataConfig(image_size=128, n_patients=10, n_test_patients=2, slices_per_patient=0,
                     phantom_shape=(40, 128, 128), phantom_spacing=(3.0, 3.0, 3.0), misregistration_mm=2.0),
-    model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4),
+    model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4, context_slices=1),
+    process=ProcessConfig(ddpm_parametrisation="v"),
     train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=2,
-                      ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=True),
-    sample=SampleConfig(mc_samples=10, max_test_slices=12, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
+                      ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20, bf16_autocast=True),
+    sample=SampleConfig(mc_samples=10, max_test_slices=8, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250}),
 )
 
@@ -207,6 +223,15 @@ GPU = Profile(
     sample=SampleConfig(mc_samples=10, pc_corrector_steps=1, chunk_size=64),
 )
 
+# `make gpu-check`: every stage of the gpu profile at 256² with its networks, at reduced steps, to find what breaks
+# on a lent GPU before a real run (4 patients, 8 slices each, 2 MC on 4 test slices; times in stage_seconds.txt, GPU
+# memory in gpu_memory.csv).
+GPU_CHECK = replace(GPU, name="gpu-check",
+                    data=replace(GPU.data, n_patients=4, n_test_patients=1, slices_per_patient=8),
+                    train=replace(GPU.train, diffusion_steps=200, baseline_steps=100, checkpoint_every=100, log_every=10),
+                    sample=replace(GPU.sample, mc_samples=2, max_test_slices=4,
+                                   sampler_steps={"ddpm": 50, "em": 50, "pc": 25, "ddim": 10, "dpm++2m": 10, "heun": 10}))
+
 PAPER = Profile(
     name="paper",
     data=DataConfig(image_size=512, n_patients=19, n_test_patients=2, slices_per_patient=0,
@@ -219,7 +244,7 @@ PAPER = Profile(
     sample=SampleConfig(mc_samples=10, pc_corrector_steps=1, chunk_size=16),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEMO, CPU32, CPU, GPU, PAPER)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, DEMO, CPU32, CPU, GPU, GPU_CHECK, PAPER)}
 
 
 def get_profile(name: str | Profile, **overrides) -> Profile:

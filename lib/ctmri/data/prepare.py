@@ -187,10 +187,13 @@ class SliceSet:
     slice_index: np.ndarray    # (N,) int
     pixel_spacing: np.ndarray  # (N, 2) mm after resampling
     direction: str = "mr2ct"
+    context: int = 0           # 2.5-D: adjacent condition slices on each side stacked into `cond`
 
     @property
     def cond(self) -> np.ndarray:
-        return self.mr if check_direction(self.direction) == "mr2ct" else self.ct
+        """The condition (N, C (1 + 2 context), H, W): the slice's own channels first, then its neighbours."""
+        own = self.mr if check_direction(self.direction) == "mr2ct" else self.ct
+        return context_stack(own, self.patient, self.slice_index, self.context) if self.context else own
 
     @property
     def target(self) -> np.ndarray:
@@ -222,8 +225,38 @@ def data_identity(profile: str | Profile) -> dict[str, str]:
     return {"data_digest": str(digest), "direction": str(manifest.get("direction", "mr2ct"))}
 
 
-def load_split(profile: str | Profile, split: str, direction: str | None = None) -> SliceSet:
-    """Load `train` or `test` of a profile; direction defaults to the one recorded in the manifest."""
+def context_stack(images: np.ndarray, patient: np.ndarray, slice_index: np.ndarray, k: int) -> np.ndarray:
+    """2.5-D condition (YODA; Honey et al. 2025): each slice's channels, then those of slices -1, +1, ..., -k, +k
+    of the same patient, the end slices repeated at a volume's edges. Needs contiguous slices per patient."""
+    images = np.asarray(images)
+    if k < 0:
+        raise ValueError(f"context slices must be >= 0, got {k}.")
+    if k == 0:
+        return images
+    patient, slice_index = np.asarray(patient).astype(str), np.asarray(slice_index).astype(int)
+    neighbour = {}
+    for p in np.unique(patient):
+        rows = np.flatnonzero(patient == p)
+        rows = rows[np.argsort(slice_index[rows], kind="stable")]
+        z = slice_index[rows]
+        if len(z) > 1 and np.any(np.diff(z) != 1):
+            raise ValueError(f"2.5-D conditioning needs contiguous slices, but patient {p!r} has slices "
+                             f"{z.min()}..{z.max()} with gaps (prepare with slices_per_patient=0).")
+        for j, row in enumerate(rows):
+            for off in range(1, k + 1):
+                neighbour[row, -off] = rows[max(j - off, 0)]
+                neighbour[row, off] = rows[min(j + off, len(rows) - 1)]
+    n = len(images)
+    parts = [images]
+    for off in range(1, k + 1):
+        for sign in (-1, 1):
+            parts.append(images[[neighbour[i, sign * off] for i in range(n)]])
+    return np.concatenate(parts, axis=1)
+
+
+def load_split(profile: str | Profile, split: str, direction: str | None = None, context: int = 0) -> SliceSet:
+    """Load `train` or `test` of a profile; direction defaults to the one recorded in the manifest; `context`:
+    adjacent condition slices on each side stacked into `cond` (ModelConfig.context_slices)."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
     manifest = load_manifest(profile)
@@ -233,4 +266,4 @@ def load_split(profile: str | Profile, split: str, direction: str | None = None)
         raise DataError(f"{path} is missing; run `ctmri prepare --profile {name}` first.")
     with np.load(path) as z:
         arrays = {k: z[k] for k in ("mr", "ct", "mask", "patient", "slice_index", "pixel_spacing")}
-    return SliceSet(**arrays, direction=check_direction(direction or manifest["direction"]))
+    return SliceSet(**arrays, direction=check_direction(direction or manifest["direction"]), context=int(context))

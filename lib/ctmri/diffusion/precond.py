@@ -46,6 +46,42 @@ class EpsPrediction:
         return {"kind": self.kind, "time_input": "t (0-based step index)"}
 
 
+class VPrediction:
+    """DDPM v-prediction (Salimans & Ho 2022, Sec. 4 / App. D): F(x_t, y, t) = v = sqrt(abar) eps - sqrt(1-abar) x0.
+
+    As a denoiser: D(x, sigma) = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) F(x / sqrt(1 + sigma^2), y, t(sigma)),
+    EDM's preconditioning with sigma_data = 1 (Karras et al. 2022, Table 1): D's error is bounded by F's at every
+    sigma, where eps-prediction multiplies it by sigma (up to 157 at the last step). Same process, same loss
+    (eq. 23's eps error, eps_hat = sqrt(1-abar) x_t + sqrt(abar) v_hat); only what F outputs changes.
+    The combination runs in float32 even when F runs under bf16 autocast.
+    """
+
+    kind = "ddpm-v"
+
+    def __init__(self, net: Net, process: DDPM):
+        self.net, self.process = net, process
+
+    def _abar(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return bcast(self.process.alphas_cumprod[t.long().cpu()].to(torch.float32), x).to(x.device)
+
+    def eps(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps_hat = sqrt(1 - abar_t) x_t + sqrt(abar_t) v_hat."""
+        abar = self._abar(t, x_t)
+        v = self.net(x_t, y, t.float()).float()
+        return (1 - abar).sqrt() * x_t.float() + abar.sqrt() * v
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(x, sigma) = sqrt(abar) x_t - sqrt(1 - abar) v_hat with x_t = sqrt(abar) x, abar = 1 / (1 + sigma^2)."""
+        t = self.process.t_of_sigma(sigma.reshape(-1)).to(x.device)
+        s = bcast(self.process.sigma_of_t(t.cpu()), x).to(device=x.device, dtype=torch.float32)
+        c_in = (1 + s * s).rsqrt()
+        v = self.net((x * c_in).to(x.dtype), y, t.float()).float()
+        return c_in * c_in * x.float() - s * c_in * v
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "time_input": "t (0-based step index)", "output": "v"}
+
+
 class VEScoreOverStd:
     """VE-SDE score as in Song's score-SDE code: s = F(x, y, 1000 t) / std(t) (the F target is -z; legacy default).
 
@@ -108,7 +144,8 @@ class VEPreconditioned:
                 "c_noise": "ln(sigma)/4"}
 
 
-CONVENTIONS = {c.kind: c for c in (EpsPrediction, VEScoreOverStd, VEPreconditioned)}
+CONVENTIONS = {c.kind: c for c in (EpsPrediction, VPrediction, VEScoreOverStd, VEPreconditioned)}
+DDPM_PARAMETRISATIONS = {"eps": EpsPrediction, "v": VPrediction}
 VE_PARAMETRISATIONS = {"edm": VEPreconditioned.kind, "score-over-std": VEScoreOverStd.kind}
 
 
@@ -125,7 +162,11 @@ def from_description(desc: dict[str, Any], net: Net, process: DDPM | VESDE):
 def convention_for(method: str, process_cfg, net: Net, process: DDPM | VESDE, sigma_data: float | None = None):
     """The convention a profile asks for (`ProcessConfig.ve_parametrisation`); sigma_data measured by the caller."""
     if method == "ddpm":
-        return EpsPrediction(net, process)
+        cls = DDPM_PARAMETRISATIONS.get(getattr(process_cfg, "ddpm_parametrisation", "eps"))
+        if cls is None:
+            raise ValueError(f"Unknown DDPM parametrisation {process_cfg.ddpm_parametrisation!r}; expected one of "
+                             f"{', '.join(DDPM_PARAMETRISATIONS)}.")
+        return cls(net, process)
     kind = VE_PARAMETRISATIONS.get(process_cfg.ve_parametrisation)
     if kind is None:
         raise ValueError(f"Unknown VE parametrisation {process_cfg.ve_parametrisation!r}; expected one of "

@@ -27,12 +27,12 @@ def build_model(method: str, profile: C.Profile | str, seed: int | None = None) 
 def _build(method: str, p: C.Profile) -> dict[str, nn.Module]:
     m = p.model
     diffusion = method in DIFFUSION
-    options = dict(x_channels=m.out_channels if diffusion else 0, cond_channels=m.cond_channels,
+    options = dict(x_channels=m.out_channels if diffusion else 0, cond_channels=m.condition_channels,
                    out_channels=m.out_channels, base_channels=m.base_channels, channel_mults=m.channel_mults,
                    num_res_blocks=m.num_res_blocks, attention_resolutions=m.attention_resolutions,
                    dropout=m.dropout, image_size=p.data.image_size, time_embedding=diffusion)
     net = PatchStem(m.patch_size, linear_skip=m.stem_skip, **options) if m.patch_size > 1 else UNet(**options)
     nets: dict[str, nn.Module] = {"net": net}
     if method == "wgan":
-        nets["critic"] = Critic(m.out_channels, m.cond_channels, m.base_channels, m.channel_mults, patch=m.patch_size)
+        nets["critic"] = Critic(m.out_channels, m.condition_channels, m.base_channels, m.channel_mults, patch=m.patch_size)
     return nets

@@ -16,6 +16,7 @@ import torch
 from ctmri import rng
 from ctmri.diffusion.samplers import get_sampler, spec
 from ctmri.diffusion.trajectory import record_every
+from ctmri.sample import shard
 from ctmri.sample.settings import default_device
 
 
@@ -28,13 +29,14 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
                 base_seed: int = 0, chunk_size: int = 256, slice_ids: Optional[Sequence[int]] = None,
                 trajectory_slices: Sequence[int] = (), trajectory_every: int = 0,
                 options: Optional[dict] = None, out_channels: int = 1, device=None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, distribute: bool = True) -> dict[str, Any]:
     """Sample every (slice, replicate) pair in chunks of `chunk_size`; return samples, mean, std, seeds, trajectory, timing.
 
     cond: (N, C, H, W) array or tensor. slice_ids: the index of each slice in the test split (seeds
     use it; default 0..N-1). trajectory_slices: positions in `cond` whose replicate 0 keeps x_t and
     x0_pred every `trajectory_every` steps (0: about 10 frames), the last step, and the final sample
-    (see `trajectories`). std uses ddof = 1 (K > 1).
+    (see `trajectories`). std uses ddof = 1 (K > 1). Under torchrun each rank samples every world-th chunk and
+    all ranks return the whole result (`sample/shard.py`); `distribute=False` keeps every chunk on this rank.
     """
     from tqdm.auto import tqdm
 
@@ -53,15 +55,18 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
     traj = [int(i) for i in trajectory_slices if 0 <= int(i) < n] if not one_pass else []
     every = int(trajectory_every) or max(1, math.ceil(steps / 10))
     shape = (out_channels, *cond_t.shape[2:])
-    samples = np.empty((n, k_rep, *shape), dtype=np.float32)
+    ranks = shard.current() if distribute else shard.Ranks()
+    samples = np.zeros((n, k_rep, *shape), dtype=np.float32)
     pairs = [(i, k) for i in range(n) for k in range(k_rep)]
     chunks = [pairs[j:j + chunk_size] for j in range(0, len(pairs), chunk_size)]
     nfe_weighted = 0.0
 
     _sync(device)
     start = time.perf_counter()
-    bar = tqdm(total=len(pairs), desc=f"{sampler} ({n} slices × {k_rep})", unit="sample", disable=not progress)
-    for chunk in chunks:
+    bar = tqdm(total=len(pairs), desc=f"{sampler} ({n} slices × {k_rep})", unit="sample",
+               disable=not progress or not ranks.main)
+    for c in shard.mine(len(chunks), ranks):
+        chunk = chunks[c]
         idx = torch.tensor([i for i, _ in chunk])
         y = cond_t[idx].to(device)
         gens = None if one_pass else [rng.make_generator(int(seeds[i, k]), device) for i, k in chunk]
@@ -71,8 +76,11 @@ def monte_carlo(model: Callable[..., torch.Tensor], process, sampler: str, cond,
         out = out.detach().float().cpu().numpy()
         for j, (i, k) in enumerate(chunk):
             samples[i, k] = out[j]
-        bar.update(len(chunk))
+        bar.update(len(chunk) * ranks.world)
     bar.close()
+    if ranks.world > 1:
+        samples = shard.reduce(samples, ranks, device)
+        nfe_weighted = float(shard.reduce(np.array([nfe_weighted]), ranks, device)[0])
     _sync(device)
     seconds = time.perf_counter() - start
 

@@ -41,8 +41,11 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     from ctmri.data import prepare
     from ctmri.provenance import file_digest, provenance, save_npz
 
+    from ctmri.sample import shard
+
     prof = get_profile(profile)
     method = sampler_method(sampler)
+    ranks = shard.join()                                 # under torchrun: the chunks split over ranks, rank 0 writes
     ckpt = paths.checkpoint_path(prof.name, method)
     if not ckpt.exists():
         raise FileNotFoundError(f"Sampler {sampler!r} needs the {method!r} checkpoint {ckpt}, which is missing; "
@@ -53,7 +56,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     mc_samples = 1 if spec(sampler).one_pass else int(mc_samples or prof.sample.mc_samples)
     device = torch.device(device or default_device())
 
-    data = prepare.load_split(prof.name, "test")
+    data = prepare.load_split(prof.name, "test", context=prof.model.context_slices)
     loaded = checkpoints.load_model(ckpt, device)
     if loaded.method != method:
         raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
@@ -65,7 +68,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
             raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
                                f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
     sel = sampler_slices(prof, sampler, len(data)) if max_slices is None else evaluation_slices(len(data), max_slices)
-    cond, target = data.cond[sel], data.target[sel]
+    cond, target = data.cond[sel], data.target[sel]          # cond[:, :1] is the slice's own (2.5-D: + neighbours)
     wanted = set(prof.sample.trajectory_slices) or set(evaluation_slices(len(data), prof.sample.max_test_slices).tolist())
     trajectory_slices = [j for j, i in enumerate(sel) if not wanted or i in wanted] or [0]
     res = monte_carlo(loaded.model, loaded.process, sampler, cond, mc_samples=mc_samples, steps=steps,
@@ -73,6 +76,8 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                       trajectory_slices=trajectory_slices, trajectory_every=prof.sample.trajectory_every,
                       options=options, out_channels=target.shape[1], device=device, progress=progress)
 
+    if not ranks.main:
+        return paths.samples_path(prof.name, sampler)
     out: dict[str, Any] = dict(res)
     out.update(target=target.astype(np.float32), cond=cond.astype(np.float32), mask=data.mask[sel],
                patient=np.asarray(data.patient[sel]).astype(str), slice_index=np.asarray(data.slice_index[sel]),

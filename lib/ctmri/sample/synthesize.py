@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +23,8 @@ import torch
 
 from ctmri import paths
 from ctmri.data.intensity import HU_MAX, HU_MIN, hu_to_model, model_to_hu, normalise_mr, std_to_hu
-from ctmri.data.prepare import body_mask_from_mr, resample_slices, unresample_slices
+from ctmri.sample import shard
+from ctmri.data.prepare import body_mask_from_mr, context_stack, resample_slices, unresample_slices
 from ctmri.data.readers import HU_AIR_BELOW
 from ctmri.data.volumes import DataError, Image, from_lps, lps_spacing, read_image, to_lps
 from ctmri.provenance import file_digest, provenance, write_json
@@ -136,12 +138,14 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
         raise FileNotFoundError(f"No checkpoint at {str(ckpt)!r}; train one (`ctmri train --profile "
                                 f"{profile or 'smoke'} --method {method}`) or pass --checkpoint.")
     image = read_image(input)                               # bad input fails before anything is written
-    tmp = _prepare_out(out, overwrite)
+    ranks = shard.join()                                    # under torchrun the ranks share the slices; rank 0 writes
+    tmp = _prepare_out(out, overwrite) if ranks.main else Path(tempfile.mkdtemp(prefix="ctmri-rank-"))
     try:
         record = _run(image, input, tmp, out, ckpt, profile, sampler, method, mc_samples, steps, mask, dicom,
                       torch.device(device or default_device()), direction, chunk_size, seed, progress, start,
                       load_model, tqdm)
-        _publish(tmp, out)
+        if ranks.main:
+            _publish(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record
@@ -177,6 +181,8 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
     cond = normalise_mr(volume, body) if ckpt_direction == "mr2ct" else hu_to_model(volume).astype(np.float32)
     (cond_r,), _, _ = resample_slices([cond], body, size, lps_spacing(image)[1:])
     todo = np.flatnonzero(body.reshape(body.shape[0], -1).any(axis=1))   # slices without body stay air
+    n_slices = cond_r.shape[0]
+    cond_in = context_stack(cond_r[:, None], np.zeros(n_slices, int), np.arange(n_slices), prof.model.context_slices)
     mean = np.full(cond_r.shape, -1.0, np.float32)
     std = np.zeros(cond_r.shape, np.float32)
     seeds = np.zeros((body.shape[0], k_rep), np.int64)
@@ -184,16 +190,28 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
     sampling_seconds, nfe = 0.0, 0.0
     bar = tqdm(total=len(todo) * k_rep, desc=f"synthesize {sampler} ({len(todo)} slices × {k_rep})",
                unit="sample", disable=not progress)
-    for j in range(0, len(todo), block):
-        idx = todo[j:j + block]
-        res = monte_carlo(loaded.model, loaded.process, sampler, cond_r[idx][:, None], mc_samples=k_rep,
+    ranks = shard.current()                                 # under torchrun: every world-th block on this rank
+    blocks = [todo[j:j + block] for j in range(0, len(todo), block)]
+    for b in shard.mine(len(blocks), ranks):
+        idx = blocks[b]
+        res = monte_carlo(loaded.model, loaded.process, sampler, cond_in[idx], mc_samples=k_rep,
                           steps=steps, base_seed=seed, chunk_size=chunk, slice_ids=idx, options=options,
-                          out_channels=1, device=device, progress=False)
+                          out_channels=1, device=device, progress=False, distribute=False)
         mean[idx], std[idx], seeds[idx] = res["mean"][:, 0], res["std"][:, 0], res["seeds"]
         sampling_seconds += res["seconds_total"]
         nfe = res["nfe"]
-        bar.update(len(idx) * k_rep)
+        bar.update(len(idx) * k_rep * ranks.world)
     bar.close()
+    if ranks.world > 1:                                     # each rank holds its own blocks: add them up
+        own = np.zeros(n_slices, bool)
+        for b in shard.mine(len(blocks), ranks):
+            own[blocks[b]] = True
+        mean = shard.reduce(np.where(own[:, None, None], mean, 0).astype(np.float32), ranks, device)
+        std = shard.reduce(np.where(own[:, None, None], std, 0).astype(np.float32), ranks, device)
+        seeds = shard.reduce(np.where(own[:, None], seeds, 0), ranks, device)
+        mean[np.setdiff1d(np.arange(n_slices), todo)] = -1.0
+        nfe = float(shard.reduce(np.array([nfe]), ranks, device, op="max")[0])
+        sampling_seconds = float(shard.reduce(np.array([sampling_seconds]), ranks, device, op="max")[0])
 
     h, w = body.shape[1:]
     mean, std = unresample_slices(mean, (h, w)), unresample_slices(std, (h, w))

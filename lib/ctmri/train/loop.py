@@ -75,7 +75,7 @@ def load_training_data(profile: C.Profile, dataset: Any = None) -> tuple[torch.T
             raise FileNotFoundError(f"No processed training data for profile {profile.name!r} at {split}; run "
                                     f"`make data PROFILE={profile.name}` (notebook 00_prepare_data) first.")
         from ctmri.data.prepare import load_split
-        dataset = load_split(profile.name, "train")
+        dataset = load_split(profile.name, "train", context=profile.model.context_slices)
     cond, target = dataset if isinstance(dataset, (tuple, list)) else (dataset.cond, dataset.target)
     cond, target = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (cond, target))
     m = profile.model
@@ -83,8 +83,8 @@ def load_training_data(profile: C.Profile, dataset: Any = None) -> tuple[torch.T
             or cond.shape[-2:] != target.shape[-2:]:
         raise ValueError(f"Training data must be cond (N, C, H, W) and target (N, 1, H, W) with equal N, H, W; "
                          f"got {tuple(cond.shape)} and {tuple(target.shape)}.")
-    if cond.shape[1] != m.cond_channels or target.shape[1] != m.out_channels:
-        raise ValueError(f"Profile {profile.name!r} expects {m.cond_channels} condition and {m.out_channels} "
+    if cond.shape[1] != m.condition_channels or target.shape[1] != m.out_channels:
+        raise ValueError(f"Profile {profile.name!r} expects {m.condition_channels} condition and {m.out_channels} "
                          f"target channel(s); the data has {cond.shape[1]} and {target.shape[1]}.")
     if not (torch.isfinite(cond).all() and torch.isfinite(target).all()):
         raise ValueError("Training data contains NaN or infinite values.")
