@@ -20,7 +20,7 @@ from ctmri.diffusion.samplers import names, spec, study_order
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-SECTIONS = ("quality", "sampling", "train_throughput", "precision", "stages")
+SECTIONS = ("quality", "sampling", "train_throughput", "precision", "stages", "synthesize")
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name != "common.py")
 DIFFUSION_SAMPLERS = [n for n in study_order() if not spec(n).one_pass]
 pytestmark = pytest.mark.slow
