@@ -70,8 +70,8 @@ def run(a) -> dict[str, Any]:
                          "seconds_sampling": rec["seconds_sampling"], "sampler": rec["sampler"],
                          "mae_hu": float(np.abs(sct - case.ct)[body].mean())})
             print(rows[-1], flush=True)
-    return {"slices": slices, "image_size": size, "mc": mc, "weights": f"weights/cpu/{weights.name}",
-            "threads": torch.get_num_threads(), "rows": rows}
+    return {"profile": "cpu", "slices": slices, "image_size": size, "mc": mc,
+            "weights": f"weights/cpu/{weights.name}", "threads": torch.get_num_threads(), "rows": rows}
 
 
 def markdown(sec: dict) -> list[str]:

@@ -94,7 +94,8 @@ def test_run_all_writes_a_complete_report(smoke_root: Path) -> None:
     assert _stamped(md) and report["provenance"]["command"].startswith(f"CTMRI_ROOT={smoke_root} python ")
     for name in SECTIONS:
         prov = json.loads((out / f"{name}.json").read_text())["provenance"]
-        assert prov["profile"] == "smoke" and prov["git_commit"] and "benchmarks/run_all.py" in prov["command"]
+        expected = "cpu" if name == "synthesize" else "smoke"   # synthesize times the committed cpu weights
+        assert prov["profile"] == expected and prov["git_commit"] and "benchmarks/run_all.py" in prov["command"]
         assert _stamped((out / f"{name}.md").read_text()), name
 
 
