@@ -35,6 +35,7 @@ SAMPLES    := $(foreach s,$(SAMPLERS),$(RUN)/samples/$(s).npz)
 METRICS    := $(RUN)/metrics.csv
 FIGURES    := $(RUN)/figures.done
 EXPLORE    := $(NBOUT)/05_explore.html
+DOSE       := $(RUN)/dose.csv
 
 
 # Run one notebook through papermill, export HTML, and log the stage's wall time.
@@ -55,7 +56,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,dose]'
+	$(PY) -m pip install --quiet --no-deps pyradplan==0.5.0 pymedphys==0.41.0  # their own deps: pydantic-ai, SDKs, ...
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ctmri)" >/dev/null
 	@touch $@
 
@@ -90,14 +92,21 @@ $(METRICS): notebooks/03_evaluate.ipynb $(SAMPLES) $(LIB_03_evaluate) | $(STAMP)
 $(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(LIB_04_figures) | $(STAMP)
 	$(call run_notebook,$<,04_figures,)
 	@mkdir -p $(ROOT)/figures/$(PROFILE)
-	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/stage_seconds.txt $(ROOT)/figures/$(PROFILE)/
+	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/calibration.md $(RUN)/calibration.csv \
+	  $(RUN)/stage_seconds.txt $(ROOT)/figures/$(PROFILE)/
 	@touch $@
 
 # The explorer notebook, executed and exported with its self-contained animation (plays offline).
 $(EXPLORE): notebooks/05_explore.ipynb $(SAMPLES) $(LIB_05_explore) | $(STAMP)
 	$(call run_notebook,$<,05_explore,)
 
-reproduce: $(FIGURES) $(EXPLORE)
+# 06_dose (issue 18): plans on the CT recomputed on the sCTs (pyRadPlan); dose table and figures.
+$(DOSE): notebooks/06_dose.ipynb $(METRICS) $(LIB_06_dose) | $(STAMP)
+	$(call run_notebook,$<,06_dose,)
+	@mkdir -p $(ROOT)/figures/$(PROFILE)
+	cp $(RUN)/dose.csv $(RUN)/dose_summary.md $(RUN)/dose_uncertainty.csv $(ROOT)/figures/$(PROFILE)/
+
+reproduce: $(FIGURES) $(EXPLORE) $(DOSE)
 	@echo "Done: $(RUN)/summary.md, $(RUN)/claims.md, $(ROOT)/figures/$(PROFILE)/ (stage times: $(RUN)/stage_seconds.txt)"
 
 reproduce-min:

@@ -39,7 +39,7 @@ def test_every_stage_left_its_artifacts(smoke_root: Path) -> None:
     for sampler in SAMPLERS:
         assert (run / "samples" / f"{sampler}.npz").exists(), sampler
     executed = {p.stem for p in (run / "notebooks").glob("*.ipynb")}
-    stages = {"00_prepare_data", "03_evaluate", "04_figures", "05_explore", *(f"01_train_{m}" for m in METHODS),
+    stages = {"00_prepare_data", "03_evaluate", "04_figures", "05_explore", "06_dose", *(f"01_train_{m}" for m in METHODS),
               *(f"02_sample_{s}" for s in SAMPLERS)}
     assert stages <= executed, sorted(stages - executed)
 
@@ -108,3 +108,19 @@ def test_figures_are_written(smoke_root: Path) -> None:
     for fig in ("fig1", "fig2", "fig3", "fig4"):
         assert fig in names, names
     assert all(p.stat().st_size > 1000 for p in pngs)
+
+
+def test_dose_and_calibration_stages_wrote_their_tables(smoke_root: Path) -> None:
+    """06_dose: one row per test patient, whole-volume sampler and modality, gamma in [0, 100]; 03_evaluate's
+    calibration: one row per calibrated sampler with coverage in [0, 1], fitted on the validation patients."""
+    run = smoke_root / "runs" / "smoke"
+    dose = pd.read_csv(run / "dose.csv")
+    assert set(dose["modality"]) == {"photons", "protons"} and len(dose) >= 4
+    gamma = [c for c in dose.columns if c.startswith("gamma")]
+    assert gamma and dose[gamma].stack().between(0, 100).all()
+    cal = pd.read_csv(run / "calibration.csv")
+    assert len(cal) >= 1 and cal.filter(like="coverage").stack().between(0, 1).all()
+    manifest = json.loads((smoke_root / "data" / "processed" / "smoke" / "manifest.json").read_text())
+    assert manifest["patients"]["val"] and not set(manifest["patients"]["val"]) & set(manifest["patients"]["test"])
+    for f in ("dose.csv", "dose_summary.md", "calibration.md", "fig_calibration.png"):
+        assert (smoke_root / "figures" / "smoke" / f).exists(), f

@@ -78,12 +78,12 @@ def test_prepare_smoke_contract(root: Path) -> None:
     assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(manifest, default=str))
     assert manifest["direction"] == "mr2ct" and manifest["profile"] == "smoke"
     assert manifest["provenance"]["git_commit"] and "numpy" in manifest["provenance"]["versions"]
-    train, test = (set(manifest["patients"][s]) for s in ("train", "test"))
-    assert len(train) == 2 and len(test) == 1 and not train & test
+    train, test, val = (set(manifest["patients"][s]) for s in ("train", "test", "val"))
+    assert len(train) == 2 and len(test) == 1 and len(val) == 1 and not train & test and not val & (train | test)
     raw = paths.raw_dir("smoke")
-    assert sorted(p.name for p in raw.iterdir()) == sorted(train | test)
-    assert [c.id for c in read_synthrad(raw)] == sorted(train | test)
-    for split in ("train", "test"):
+    assert sorted(p.name for p in raw.iterdir()) == sorted(train | test | val)
+    assert [c.id for c in read_synthrad(raw)] == sorted(train | test | val)
+    for split in ("train", "test", "val"):
         with np.load(out / f"{split}.npz") as z:
             n = z["mr"].shape[0]
             assert n == manifest["n_slices"][split] == 8 * len(manifest["patients"][split])   # every body slice

@@ -92,6 +92,43 @@ def _samplers(a: argparse.Namespace) -> None:
               f"  {rec.summary}{'  [default]' if rec.default else ''}")
 
 
+def _dose(a: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ctmri.config import get_profile
+    from ctmri.data.volumes import read_image
+    from ctmri.dose.hu_tables import load_table
+    from ctmri.dose.pair import dose_pair
+    from ctmri.dose.plans import MODALITIES
+    from ctmri.dose.structures import check_grid, masks_from_nifti
+
+    ct = read_image(a.ct)
+    sct = read_image(a.sct)
+    check_grid(ct.array.shape, sct.array.shape, "sCT")
+    samples = [read_image(f).array.astype("float32") for f in a.sct_samples]
+    structures = masks_from_nifti(a.structures, ct.array.shape, ct.spacing)
+    cfg = get_profile(a.profile).dose
+    if a.grid_mm:
+        cfg = dataclasses.replace(cfg, grid_mm=float(a.grid_mm))
+    rows, _ = dose_pair(ct.array.astype("float32"), sct.array.astype("float32"), ct.spacing, structures, a.target,
+                        cfg, load_table(a.hu_table or None), samples,
+                        MODALITIES if a.modality == "both" else (a.modality,))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / "dose.csv", index=False)
+    (out / "dose.json").write_text(json.dumps({"ct": a.ct, "sct": a.sct, "target": a.target,
+                                               "dose_config": dataclasses.asdict(cfg), "rows": rows}, indent=1))
+    for r in rows:
+        print(f"{r['modality']}: dose MAE {r['dose_mae_pct']:.2f} % of prescription, gamma 2%/2mm "
+              f"{r['gamma_2_2']:.1f} %, 1%/1mm {r['gamma_1_1']:.1f} %, {a.target} D98 difference "
+              f"{r['d_' + a.target + '_D98']:+.3f} Gy")
+    print(f"Wrote {out / 'dose.csv'} and {out / 'dose.json'}.")
+
+
 def _positive(text: str) -> int:
     """argparse type: an integer >= 1 (0 used to mean "the default" silently)."""
     try:
@@ -163,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--direction", default="", help="mr2ct | ct2mr: refuse a checkpoint of the other direction")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = cmd("dose", _dose, "a plan on the CT recomputed on an sCT: dose MAE, gamma, DVH differences (pyRadPlan)")
+    s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI, .mha or DICOM series)")
+    s.add_argument("--sct", required=True, help="synthetic CT on the CT's grid (e.g. `ctmri synthesize`'s output)")
+    s.add_argument("--sct-samples", nargs="*", default=[], help="MC sample sCTs: adds the dose std and its Spearman "
+                                                                "with the dose error")
+    s.add_argument("--structures", nargs="+", default=[], help="NAME=FILE masks on the CT grid (one BODY / EXTERNAL)")
+    s.add_argument("--target", default="PTV", help="the target structure's NAME (default: PTV)")
+    s.add_argument("--out", required=True, help="output folder for dose.csv and dose.json")
+    s.add_argument("--hu-table", default="", help="two-column CSV calibration curve HU → rED / SPR (default: "
+                                                  "pyRadPlan's table)")
+    s.add_argument("--modality", default="both", choices=("both", "photons", "protons"), help="which plans")
+    s.add_argument("--grid-mm", type=float, default=None, help="dose grid in mm (default: the profile's)")
     return p
 
 
@@ -178,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
         root = paths.project_root()
         get_profile(args.profile)
-        if args.command not in ("synthesize", "samplers"):
+        if args.command not in ("synthesize", "samplers", "dose"):
             paths.check_writable(root, "root")
             print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
         args.fn(args)

@@ -19,6 +19,8 @@ class DataConfig:
     phantom_spacing: tuple[float, float, float] = (5.0, 4.0, 4.0)  # (z, y, x) mm of a phantom voxel
     misregistration_mm: float = 0.0       # phantom: largest in-plane MR-CT displacement of a smooth warp (0 = exact pairs)
     split_seed: int = 0                   # seed of the patient-level train/test split
+    n_val_patients: int = 0               # validation patients for calibration, neither trained nor tested on (phantom:
+    #                                     generated beyond n_patients, so the train / test split is unchanged)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,21 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DoseConfig:
+    """The dose stage (06_dose, lib/ctmri/dose; issue 18): plans on the CT recomputed on the sCTs (pyRadPlan)."""
+
+    grid_mm: float = 5.0                  # isotropic dose grid (3 mm: photon dij 13 s, opt 37 s, forward 17 s per patient)
+    photon_beams: int = 5                 # coplanar equidistant photon beams (0°, 72°, …)
+    proton_angles: tuple[float, ...] = (90.0, 270.0)  # two lateral proton fields
+    bixel_mm: float = 5.0                 # bixel width / spot spacing
+    fraction_gy: float = 3.0              # prescription per fraction to the PTV (60 Gy in 20 fractions, CHHiP)
+    ptv_margin_mm: float = 7.0            # PTV = prostate (+ peripheral zone) grown by this margin
+    z_margin_mm: float = 15.0             # dose computed on the slices of the PTV +- this margin (the z-crop)
+    mc_doses: int = 5                     # MC samples of the default sampler dosed one by one (0: MC means only)
+    gamma_points: int = 4000              # gamma evaluated on this many random reference points (0: all; pymedphys)
+
+
+@dataclass(frozen=True)
 class Profile:
     """One complete setting of the study."""
 
@@ -120,6 +137,7 @@ class Profile:
     process: ProcessConfig = field(default_factory=ProcessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    dose: DoseConfig = field(default_factory=DoseConfig)
 
     def steps_for(self, method: str) -> int:
         """Optimiser-step budget of one method."""
@@ -139,7 +157,7 @@ def check_method(method: str) -> str:
 SMOKE = Profile(
     name="smoke",
     data=DataConfig(image_size=16, n_patients=3, n_test_patients=1, slices_per_patient=0,
-                    phantom_shape=(8, 48, 48), phantom_spacing=(10.0, 8.0, 8.0)),
+                    phantom_shape=(8, 48, 48), phantom_spacing=(10.0, 8.0, 8.0), n_val_patients=1),
     model=ModelConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1),
     train=TrainConfig(batch_size=4, diffusion_steps=20, baseline_steps=10, n_critic=2,
                       checkpoint_every=10, log_every=2, ema_decay=0.9),
@@ -163,18 +181,19 @@ SMOKE = Profile(
 # 2.5-D condition (the MR slice and its two neighbours, `context_slices=1`) for every method: the VE model at 2000
 # steps reached 97 / 92 HU (DPM++2M-VE / -SDE single samples, whole test volumes) against 108 / 102 HU in 2-D, and a
 # through-plane roughness of 2.8 / 2.4x the CT's against 3.5 / 3.0x (benchmarks/results/choices_context.md).
-# Evaluation: the long samplers (registry `evaluation="subset"`: ancestral DDPM, EM, PC, the ODE) on 8 slices x 10
-# MC (12 in the b52a30b run: 91 min, over budget); the few-step samplers and the baselines on the whole test volumes
-# x 10 MC.
+# Evaluation: the long samplers (registry `evaluation="subset"`: ancestral DDPM, EM, PC, the ODE) on 6 slices x 10
+# MC (12 in the b52a30b run: 91 min, over budget; 6 leave room for the dose stage and the validation patient); the
+# few-step samplers and the baselines on the whole test volumes x 10 MC.
 CPU = Profile(
     name="cpu",
     data=DataConfig(image_size=128, n_patients=10, n_test_patients=2, slices_per_patient=0,
-                    phantom_shape=(40, 128, 128), phantom_spacing=(3.0, 3.0, 3.0), misregistration_mm=2.0),
+                    phantom_shape=(40, 128, 128), phantom_spacing=(3.0, 3.0, 3.0), misregistration_mm=2.0,
+                    n_val_patients=1),
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4, context_slices=1),
     process=ProcessConfig(ddpm_parametrisation="v"),
     train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=2,
                       ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20, bf16_autocast=True),
-    sample=SampleConfig(mc_samples=10, max_test_slices=8, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
+    sample=SampleConfig(mc_samples=10, max_test_slices=6, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250}),
 )
 

@@ -44,6 +44,17 @@ def samples_path(profile: str, sampler: str) -> Path:
     return run_dir(profile) / "samples" / f"{sampler}.npz"
 
 
+def calibration_samples_path(profile: str, sampler: str) -> Path:
+    """MC samples of the validation patients (the samples contract) that calibrate a sampler's MC std."""
+    return run_dir(profile) / "calibration" / f"{sampler}.npz"
+
+
+def calibration_json(checkpoint: str | os.PathLike) -> Path:
+    """The fitted calibration stored beside a checkpoint: <checkpoint stem>.calibration.json."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.calibration.json")
+
+
 def figures_dir(profile: str) -> Path:
     return project_root() / "figures" / profile
 

@@ -17,7 +17,7 @@ from ctmri.data.intensity import hu_to_model, normalise_mr
 from ctmri.data.readers import Case, DataError, read_dataset, read_synthrad
 from ctmri.provenance import provenance, save_npz, write_json
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "val")   # val: calibration patients (DataConfig.n_val_patients), may be absent
 
 
 def check_direction(direction: str) -> str:
@@ -118,21 +118,36 @@ def split_patients(ids: Sequence[str], n_test: int, seed: int) -> tuple[list[str
     return [i for i in ids if i not in test], test
 
 
+def split_validation(train_ids: Sequence[str], n_val: int, seed: int) -> tuple[list[str], list[str]]:
+    """Real data: `n_val` validation patients drawn (seeded) from the non-test pool; (train ids, val ids)."""
+    train_ids = sorted(str(i) for i in train_ids)
+    if n_val <= 0:
+        return train_ids, []
+    if len(train_ids) < n_val + 1:
+        raise DataError(f"{len(train_ids)} non-test patient(s) cannot give {n_val} validation patient(s) and keep at "
+                        "least one for training; lower DataConfig.n_val_patients.")
+    order = np.random.default_rng([int(seed), 1]).permutation(len(train_ids))
+    val = sorted(train_ids[i] for i in order[:n_val])
+    return [i for i in train_ids if i not in val], val
+
+
 # ----------------------------------------------------------------------------------------------- stage
 
-def _phantom_cases(profile: Profile, first_seed: int) -> tuple[list[Case], Path]:
-    """Generate the profile's phantom patients, write them (SynthRAD layout) and read them back."""
+def _phantom_cases(profile: Profile, first_seed: int) -> tuple[list[Case], Path, list[str]]:
+    """Generate the profile's phantom patients, write them (SynthRAD layout) and read them back; the validation
+    patients (n_val_patients) are generated beyond n_patients, so the train / test patients stay the same."""
     from ctmri.data.phantom import make_cases, write_synthrad
 
     d = profile.data
     raw = paths.raw_dir(profile.name)
     tmp = raw.with_name(f".{raw.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_synthrad(make_cases(d.n_patients, d.phantom_shape, d.phantom_spacing, first_seed=first_seed,
-                              misregistration_mm=d.misregistration_mm), tmp)
+    made = make_cases(d.n_patients + max(0, d.n_val_patients), d.phantom_shape, d.phantom_spacing,
+                      first_seed=first_seed, misregistration_mm=d.misregistration_mm)
+    write_synthrad(made, tmp)
     shutil.rmtree(raw, ignore_errors=True)
     os.replace(tmp, raw)
-    return read_synthrad(raw), raw
+    return read_synthrad(raw), raw, [c.id for c in made[d.n_patients:]]
 
 
 def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: str | os.PathLike | None = None,
@@ -145,29 +160,37 @@ def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: 
     split_seed = d.split_seed if seed is None else int(seed)
     first_seed = 0 if seed is None else 10_000 * int(seed)
     if dataset == "phantom" and not data_dir:
-        cases, source = _phantom_cases(profile, first_seed)
+        cases, source, val_ids = _phantom_cases(profile, first_seed)
+        train_ids, test_ids = split_patients([c.id for c in cases if c.id not in val_ids], d.n_test_patients,
+                                             split_seed)
     else:
         cases, source = read_dataset(dataset, data_dir), Path(data_dir)
-    train_ids, test_ids = split_patients([c.id for c in cases], d.n_test_patients, split_seed)
+        train_ids, test_ids = split_patients([c.id for c in cases], d.n_test_patients, split_seed)
+        train_ids, val_ids = split_validation(train_ids, d.n_val_patients, split_seed)
     per_case = {c.id: case_to_slices(c, d.image_size, d.slices_per_patient) for c in cases}
     out = paths.processed_dir(profile.name)
-    files, digests = {}, hashlib.sha256(direction.encode())
-    for split, ids in (("train", train_ids), ("test", test_ids)):
+    files, digests, val_digest = {}, hashlib.sha256(direction.encode()), hashlib.sha256(direction.encode())
+    (out / "val.npz").unlink(missing_ok=True)               # a stale validation split from an earlier profile
+    splits = {"train": train_ids, "test": test_ids, **({"val": val_ids} if val_ids else {})}
+    for split, ids in splits.items():
         parts = [per_case[i] for i in ids]
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        for key in sorted(arrays):  # the digest of the content, unlike the npz bytes (zip timestamps)
-            digests.update(f"{split}/{key}/{arrays[key].dtype}/{arrays[key].shape}".encode())
-            digests.update(np.ascontiguousarray(arrays[key]).tobytes())
+        # the digest of the content, unlike the npz bytes (zip timestamps); train / test only, so that adding
+        # validation patients leaves the data identity of trained checkpoints unchanged
+        h = val_digest if split == "val" else digests
+        for key in sorted(arrays):
+            h.update(f"{split}/{key}/{arrays[key].dtype}/{arrays[key].shape}".encode())
+            h.update(np.ascontiguousarray(arrays[key]).tobytes())
         files[split] = str(save_npz(out / f"{split}.npz", **arrays))
     manifest = {
         "profile": profile.name, "dataset": dataset, "source": str(source), "direction": direction,
         "image_size": d.image_size, "slices_per_patient": d.slices_per_patient, "split_seed": split_seed,
         "phantom_first_seed": first_seed if dataset == "phantom" and not data_dir else None,
-        "patients": {"train": train_ids, "test": test_ids},
-        "n_slices": {s: int(sum(len(per_case[i]["patient"]) for i in ids)) for s, ids in
-                   (("train", train_ids), ("test", test_ids))},
+        "patients": {"train": train_ids, "test": test_ids, "val": val_ids},
+        "n_slices": {s: int(sum(len(per_case[i]["patient"]) for i in ids)) for s, ids in splits.items()},
         "volumes": {c.id: {"shape": list(c.shape), "spacing_mm": list(c.spacing)} for c in cases},
-        "files": files, "digest": digests.hexdigest(), "seconds": round(time.perf_counter() - start, 3),
+        "files": files, "digest": digests.hexdigest(),
+        "val_digest": val_digest.hexdigest() if val_ids else None, "seconds": round(time.perf_counter() - start, 3),
         "provenance": provenance(profile.name, stage="prepare", dataset=dataset, direction=direction),
     }
     write_json(out / "manifest.json", manifest)
@@ -201,6 +224,16 @@ class SliceSet:
 
     def __len__(self) -> int:
         return int(self.mr.shape[0])
+
+
+def has_validation(profile: str | Profile) -> bool:
+    """Whether a profile's prepared data holds a validation split (val.npz listed in the manifest)."""
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    try:
+        manifest = load_manifest(name)
+    except DataError:
+        return False
+    return bool((manifest.get("patients") or {}).get("val")) and (paths.processed_dir(name) / "val.npz").exists()
 
 
 def load_manifest(profile: str | Profile) -> dict:
@@ -255,13 +288,16 @@ def context_stack(images: np.ndarray, patient: np.ndarray, slice_index: np.ndarr
 
 
 def load_split(profile: str | Profile, split: str, direction: str | None = None, context: int = 0) -> SliceSet:
-    """Load `train` or `test` of a profile; direction defaults to the one recorded in the manifest; `context`:
+    """Load `train`, `test` or `val` (the calibration patients, when the profile has them) of a profile; direction defaults to the one recorded in the manifest; `context`:
     adjacent condition slices on each side stacked into `cond` (ModelConfig.context_slices)."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
     manifest = load_manifest(profile)
     name = profile.name if isinstance(profile, Profile) else str(profile)
     path = paths.processed_dir(name) / f"{split}.npz"
+    if not path.exists() and split == "val" and not (manifest.get("patients") or {}).get("val"):
+        raise DataError(f"Profile {name!r} has no validation patients ({path} is missing); set "
+                        "DataConfig.n_val_patients > 0 and prepare again.")
     if not path.exists():
         raise DataError(f"{path} is missing; run `ctmri prepare --profile {name}` first.")
     with np.load(path) as z:

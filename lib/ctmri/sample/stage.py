@@ -1,4 +1,6 @@
-"""The sampling stage (02_sample): one sampler over a profile's test split, written to runs/<profile>/samples/."""
+"""The sampling stage (02_sample): one sampler over a profile's test split, written to runs/<profile>/samples/; for
+the calibrated samplers (the default and each method's default) also the validation patients, written to
+runs/<profile>/calibration/ (same samples contract) for the split-conformal calibration of the MC std."""
 from __future__ import annotations
 
 import json
@@ -9,10 +11,10 @@ import numpy as np
 import torch
 
 from ctmri import paths
-from ctmri.config import Profile, get_profile
+from ctmri.config import METHODS, Profile, get_profile
 from ctmri.data.intensity import model_to_hu, std_to_hu
 from ctmri.sample.mc import monte_carlo
-from ctmri.diffusion.samplers import spec
+from ctmri.diffusion.samplers import default_sampler, spec
 from ctmri.sample.settings import default_device, sampler_method, sampler_settings
 
 
@@ -30,17 +32,37 @@ def sampler_slices(profile: Profile, sampler: str, n: int) -> np.ndarray:
     return evaluation_slices(n, profile.sample.max_test_slices)
 
 
+VAL_SEED_OFFSET = 7919        # the validation patients' MC seeds: base seed + this, apart from the test slices'
+
+
+def calibrated_samplers() -> list[str]:
+    """The samplers whose MC std is calibrated on the validation patients: the default, then each method's default."""
+    found = [default_sampler()] + [default_sampler(m) for m in METHODS]
+    return list(dict.fromkeys(found))
+
+
+def validation_slices(profile: Profile, sampler: str, n: int) -> np.ndarray:
+    """A calibrated sampler's validation slices: the whole volumes, or for a "subset" sampler as many slices per
+    validation patient as the test subset has per test patient (evenly through the split; the cost stays small)."""
+    if spec(sampler).evaluation == "volumes" or not profile.sample.max_test_slices:
+        return np.arange(n)
+    d = profile.data
+    per_patient = profile.sample.max_test_slices / max(1, d.n_test_patients)
+    return evaluation_slices(n, max(2, int(np.ceil(per_patient * max(1, d.n_val_patients)))))
+
+
 def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[int] = None,
                 steps: Optional[int] = None, device=None, progress: bool = True,
-                max_slices: Optional[int] = None) -> Path:
+                max_slices: Optional[int] = None, calibration: bool = True) -> Path:
     """Monte-Carlo sample a profile's test split with one sampler; write runs/<profile>/samples/<sampler>.npz.
 
     The slices are the sampler's evaluation set (`sampler_slices`) unless `max_slices` asks for a subset; trajectories
-    are kept on the profile's `trajectory_slices`, else on the subset slices (those of Figs. 1-2)."""
+    are kept on the profile's `trajectory_slices`, else on the subset slices (those of Figs. 1-2). `calibration`:
+    afterwards, for a calibrated sampler (`calibrated_samplers`) on its default slices and profile's MC count, sample
+    the validation patients too (`runs/<profile>/calibration/<sampler>.npz`); skipped when the profile has none."""
     from ctmri.models import checkpoints
     from ctmri.data import prepare
-    from ctmri.provenance import file_digest, provenance, save_npz
-
+    from ctmri.provenance import file_digest
     from ctmri.sample import shard
 
     prof = get_profile(profile)
@@ -75,20 +97,47 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                       base_seed=prof.sample.seed, chunk_size=prof.sample.chunk_size, slice_ids=sel,
                       trajectory_slices=trajectory_slices, trajectory_every=prof.sample.trajectory_every,
                       options=options, out_channels=target.shape[1], device=device, progress=progress)
+    prov_args = dict(sampler=sampler, method=method, steps=steps, mc_samples=mc_samples, options=options,
+                     device=str(device), checkpoint=str(ckpt), checkpoint_step=loaded.meta.get("step"),
+                     checkpoint_digest=file_digest(ckpt), **data_info)
+    path = paths.samples_path(prof.name, sampler)
+    if ranks.main:
+        path = _write(path, prof, sampler, method, res, data, sel, cond, target,
+                      spec(sampler).evaluation if max_slices is None else "subset", prov_args, split="test")
+    default_k = 1 if spec(sampler).one_pass else int(prof.sample.mc_samples)
+    if (calibration and max_slices is None and mc_samples == default_k and steps == int(default_steps)
+            and sampler in calibrated_samplers()
+            and prepare.has_validation(prof.name)):
+        val = prepare.load_split(prof.name, "val", context=prof.model.context_slices)
+        vsel = validation_slices(prof, sampler, len(val))
+        vcond, vtarget = val.cond[vsel], val.target[vsel]
+        vres = monte_carlo(loaded.model, loaded.process, sampler, vcond, mc_samples=mc_samples, steps=steps,
+                           base_seed=prof.sample.seed + VAL_SEED_OFFSET, chunk_size=prof.sample.chunk_size,
+                           slice_ids=vsel, trajectory_slices=[0], trajectory_every=prof.sample.trajectory_every,
+                           options=options, out_channels=vtarget.shape[1], device=device, progress=progress)
+        if ranks.main:
+            _write(paths.calibration_samples_path(prof.name, sampler), prof, sampler, method, vres, val, vsel, vcond,
+                   vtarget, spec(sampler).evaluation, {**prov_args, "base_seed": prof.sample.seed + VAL_SEED_OFFSET},
+                   split="val")
+    return path
 
-    if not ranks.main:
-        return paths.samples_path(prof.name, sampler)
+
+def _write(path: Path, prof: Profile, sampler: str, method: str, res: dict, data, sel: np.ndarray, cond: np.ndarray,
+           target: np.ndarray, evaluation: str, prov_args: dict, split: str) -> Path:
+    """One samples file (the contract of sample/store.py) of `sel` slices of a split."""
+    from ctmri.provenance import provenance, save_npz
+    from ctmri.sample.store import check_samples
+
     out: dict[str, Any] = dict(res)
     out.update(target=target.astype(np.float32), cond=cond.astype(np.float32), mask=data.mask[sel],
                patient=np.asarray(data.patient[sel]).astype(str), slice_index=np.asarray(data.slice_index[sel]),
                test_index=sel, sampler=np.array(sampler), method=np.array(method),
-               evaluation=np.array(spec(sampler).evaluation if max_slices is None else "subset"),
-               direction=np.array(data.direction))
+               evaluation=np.array(evaluation), direction=np.array(data.direction), split=np.array(split))
     if data.direction == "mr2ct":                       # target is CT: HU maps for evaluation
         out["mean_hu"] = model_to_hu(res["mean"][:, 0]).astype(np.float32)
         out["std_hu"] = std_to_hu(res["std"][:, 0]).astype(np.float32)
-    prov = provenance(prof.name, sampler=sampler, method=method, steps=steps, mc_samples=mc_samples,
-                      options=options, device=str(device), checkpoint=str(ckpt),
-                      checkpoint_step=loaded.meta.get("step"), checkpoint_digest=file_digest(ckpt), **data_info)
+    prov = provenance(prof.name, split=split, **prov_args)
     out["provenance"] = np.array(json.dumps(prov, default=str))
-    return save_npz(paths.samples_path(prof.name, sampler), **out)
+    if split == "val":
+        check_samples(out, path)                        # test files: load_samples checks them in evaluation
+    return save_npz(path, **out)

@@ -3,7 +3,10 @@
 volume (any axis-aligned orientation) → axial (S, P, L) slices exactly as in training (body mask
 from the MR, MR robust scaling, square padding, resize to the model's grid) → Monte-Carlo sampling
 in streamed blocks → back to the input's grid → `sct.nii.gz` (int16 HU, −1000 outside the body),
-`sct_std.nii.gz` (HU), `sct.json` (what made it), optionally `dicom/` (a CT series). With a
+`sct_std.nii.gz` (HU), `sct.json` (what made it), optionally `dicom/` (a CT series), and, when the
+checkpoint carries a calibration of this sampler (`<checkpoint stem>.calibration.json` beside it, or a
+"calibration" entry in the checkpoint), `sct_interval90.nii.gz`: the calibrated 90 % interval
+half-width in HU (the true CT lies in sCT ± that with 90 % probability, per tissue class). With a
 `ct2mr` checkpoint the same path takes a CT in HU and writes `smr*` (a synthetic T2w MR).
 Outputs appear only when complete: they are written to a temporary folder beside `out` and
 renamed into place.
@@ -73,6 +76,25 @@ def _read_mask(path: str | os.PathLike, image: Image) -> np.ndarray:
         raise DataError(f"Mask {str(path)!r} (shape {m.array.shape}) is not on the grid of the input "
                         f"{image.source!r} (shape {image.array.shape}); expected the same voxels and geometry.")
     return to_lps(m.array > 0.5, image.direction)
+
+
+def find_calibration(ckpt: Path, sampler: str) -> Optional[dict]:
+    """The calibration record of `sampler` stored with a checkpoint: `<stem>.calibration.json` beside it, else the
+    checkpoint's "calibration" entry; None when there is none or it calibrates another sampler."""
+    path = paths.calibration_json(ckpt)
+    if path.exists():
+        record = json.loads(path.read_text())
+        record.setdefault("file", str(path))
+    else:
+        from ctmri.models.checkpoints import load_checkpoint
+        record = load_checkpoint(ckpt).get("calibration")
+        if not isinstance(record, dict):
+            return None
+        record = {**record, "file": f"{ckpt} (checkpoint entry)"}
+    if "calibration" not in record:                         # a bare Calibration dict
+        record = {"calibration": record, "file": record.get("file")}
+    record["calibration"] = {k: v for k, v in record["calibration"].items() if k != "file"}
+    return record if record.get("sampler") in (None, sampler) else None
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
@@ -224,6 +246,14 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
         result = np.where(body, (np.clip(mean, -1, 1) + 1) * (MR_SCALE / 2), 0.0).astype(np.float32)
         spread = np.where(body, std * (MR_SCALE / 2), 0.0).astype(np.float32)
         unit = f"T2w, model space [-1, 1] mapped to [0, {MR_SCALE:g}]"
+    interval, calibration = None, None
+    if ckpt_direction == "mr2ct":
+        calibration = find_calibration(ckpt, sampler)
+        if calibration is not None:
+            from ctmri.evaluate.calibration import Calibration
+            cal = Calibration.from_dict(calibration["calibration"])
+            interval = np.where(body, cal.half_width(model_to_hu(mean), spread), 0.0).astype(np.float32)
+            interval = from_lps(interval, image.direction)
     result, spread = from_lps(result, image.direction), from_lps(spread, image.direction)
 
     from ctmri.data.writers import write_dicom_series, write_nifti_image
@@ -231,6 +261,12 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
     files = {stem: f"{stem}.nii.gz", f"{stem}_std": f"{stem}_std.nii.gz", "record": f"{stem}.json"}
     write_nifti_image(tmp / files[stem], image, result, description=f"ctmri {sampler} {k_rep} MC mean ({unit})")
     write_nifti_image(tmp / files[f"{stem}_std"], image, spread, description=f"ctmri {sampler} MC std ({unit})")
+    if interval is not None:
+        level = round(100 * (1 - float(calibration["calibration"]["alpha"])))
+        key = f"{stem}_interval{level}"
+        files[key] = f"{key}.nii.gz"
+        write_nifti_image(tmp / files[key], image, interval,
+                          description=f"ctmri {sampler} calibrated {level}% half-width (HU)")
     if dicom:
         modality = "CT" if ckpt_direction == "mr2ct" else "MR"
         write_dicom_series(tmp / "dicom", image, result, modality=modality,
@@ -255,6 +291,10 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
         "device": str(device), "seconds": round(seconds, 3), "seconds_sampling": round(sampling_seconds, 3),
         "seconds_per_slice": round(seconds / body.shape[0], 4),
         "files": files, "out": str(out),
+        "calibration": None if calibration is None else {
+            "file": calibration.get("file"), "sampler": calibration.get("sampler", sampler),
+            "alpha": calibration["calibration"]["alpha"], "scales": calibration["calibration"].get("scales"),
+            "val_patients": calibration.get("val_patients"), "mc_samples_calibrated": calibration.get("mc_samples")},
         "provenance": provenance(loaded.profile, stage="synthesize", sampler=sampler, direction=ckpt_direction),
     }
     write_json(tmp / files["record"], record)
