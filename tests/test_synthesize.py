@@ -123,6 +123,30 @@ def test_nifti_in_rotated_geometry_gives_sct_on_the_same_grid(root: Path, tmp_pa
     np.testing.assert_allclose(simg.GetSpacing(), ref.spacing[::-1], atol=1e-5)
 
 
+def test_saved_mc_samples_average_to_the_sct_and_feed_ctmri_dose(root: Path, tmp_path: Path) -> None:
+    """--save-samples: K replicates on the input's grid whose mean is the written sCT (up to the HU rounding of each
+    file), and `ctmri dose --sct-samples` takes their folder; a folder without volumes is refused."""
+    from ctmri.cli import sample_files
+
+    affine = phantom_nifti(tmp_path / "mr.nii.gz", rotation_affine())
+    rec = run(tmp_path / "mr.nii.gz", tmp_path / "out", mc_samples=3, save_samples=True)
+    folder = tmp_path / "out" / rec["files"]["sct_samples"]
+    files = sample_files([str(folder)])
+    assert [Path(f).name for f in files] == [f"sct_sample_{k:02d}.nii.gz" for k in range(3)]
+    reps = np.stack([np.asarray(nib.load(f).dataobj) for f in files]).astype(np.float64)
+    for f in files:
+        np.testing.assert_allclose(nib.load(f).affine, affine, atol=1e-5)
+    sct = np.asarray(nib.load(str(tmp_path / "out" / "sct.nii.gz")).dataobj).astype(np.float64)
+    body = sct != -1000
+    assert np.abs(reps.mean(0) - sct)[body].max() <= 1.0 and (reps[:, body].std(0) > 0).any()
+    assert "sct_samples" not in run(tmp_path / "mr.nii.gz", tmp_path / "out2")["files"]      # only when asked
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        sample_files([str(tmp_path / "empty")])
+    with pytest.raises(ValueError, match="at least two"):
+        sample_files([files[0]])
+
+
 def test_orientation_does_not_change_the_result(root: Path, tmp_path: Path) -> None:
     """The same voxels stored axis-aligned and rotated by 90° give the same sCT (the model sees the same slices)."""
     plain = np.diag([-SPACING[2], -SPACING[1], SPACING[0], 1.0])

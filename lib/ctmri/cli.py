@@ -65,7 +65,7 @@ def _synthesize(a: argparse.Namespace) -> None:
                      profile=None if a.checkpoint and not a.profile_given else a.profile,
                      sampler=a.sampler or None, mc_samples=a.mc, steps=a.steps, mask=a.mask or None,
                      dicom=a.dicom, device=a.device or None, overwrite=a.overwrite, direction=a.direction or None,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, save_samples=a.save_samples)
     files = ", ".join(rec["files"].values())
     print(f"Wrote {files} to {rec['out']} ({rec['slices']} slices × {rec['mc_samples']} MC, {rec['sampler']}, "
           f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
@@ -109,7 +109,7 @@ def _dose(a: argparse.Namespace) -> None:
     ct = read_image(a.ct)
     sct = read_image(a.sct)
     check_grid(ct.array.shape, sct.array.shape, "sCT")
-    samples = [read_image(f).array.astype("float32") for f in a.sct_samples]
+    samples = [read_image(f).array.astype("float32") for f in sample_files(a.sct_samples)]
     structures = masks_from_nifti(a.structures, ct.array.shape, ct.spacing)
     cfg = get_profile(a.profile).dose
     if a.grid_mm:
@@ -127,6 +127,25 @@ def _dose(a: argparse.Namespace) -> None:
               f"{r['gamma_2_2']:.1f} %, 1%/1mm {r['gamma_1_1']:.1f} %, {a.target} D98 difference "
               f"{r['d_' + a.target + '_D98']:+.3f} Gy")
     print(f"Wrote {out / 'dose.csv'} and {out / 'dose.json'}.")
+
+
+def sample_files(items: list[str]) -> list[str]:
+    """`--sct-samples`: the files given, a folder's volumes (`ctmri synthesize --save-samples`) in name order."""
+    from pathlib import Path
+
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.name.endswith((".nii.gz", ".nii", ".mha")))
+            if not found:
+                raise FileNotFoundError(f"--sct-samples folder {item!r} holds no .nii.gz / .nii / .mha volume.")
+            out += found
+        else:
+            out.append(item)
+    if len(out) == 1:
+        raise ValueError("--sct-samples needs at least two MC samples for a dose std; got one.")
+    return out
 
 
 def _positive(text: str) -> int:
@@ -200,12 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--direction", default="", help="mr2ct | ct2mr: refuse a checkpoint of the other direction")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--save-samples", action="store_true", help="also write every MC replicate (sct_samples/), e.g. "
+                                                               "for `ctmri dose --sct-samples`")
 
     s = cmd("dose", _dose, "a plan on the CT recomputed on an sCT: dose MAE, gamma, DVH differences (pyRadPlan)")
     s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI, .mha or DICOM series)")
     s.add_argument("--sct", required=True, help="synthetic CT on the CT's grid (e.g. `ctmri synthesize`'s output)")
-    s.add_argument("--sct-samples", nargs="*", default=[], help="MC sample sCTs: adds the dose std and its Spearman "
-                                                                "with the dose error")
+    s.add_argument("--sct-samples", nargs="*", default=[], help="MC sample sCTs, files or a folder (`ctmri "
+                   "synthesize --save-samples`'s sct_samples/): adds the dose std and its Spearman with the dose error")
     s.add_argument("--structures", nargs="+", default=[], help="NAME=FILE masks on the CT grid (one BODY / EXTERNAL)")
     s.add_argument("--target", default="PTV", help="the target structure's NAME (default: PTV)")
     s.add_argument("--out", required=True, help="output folder for dose.csv and dose.json")

@@ -128,13 +128,15 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
                sampler: str | None = None, mc_samples: Optional[int] = None, steps: Optional[int] = None,
                mask: str | os.PathLike | None = None, dicom: bool = False, device: str | None = None,
                overwrite: bool = False, direction: str | None = None, chunk_size: Optional[int] = None,
-               seed: Optional[int] = None, progress: bool = True) -> dict[str, Any]:
+               seed: Optional[int] = None, progress: bool = True, save_samples: bool = False) -> dict[str, Any]:
     """Convert one whole volume; returns the record written to `<stem>.json` (with `out` and `files`).
 
     checkpoint: a `.pt` file, else runs/<profile>/checkpoints/<method of the sampler>.pt.
     mc_samples: MC replicates per slice (default: the checkpoint profile's). direction: the
     conversion expected (refused when the checkpoint's differs). chunk_size: samples per forward
     batch (default: the profile's); slices stream through in blocks of chunk_size // mc_samples.
+    save_samples: also write every MC replicate (`<stem>_samples/<stem>_sample_KK.nii.gz`, HU), e.g. for
+    `ctmri dose --sct-samples` (the dose std of the MC samples).
     """
     from tqdm.auto import tqdm
 
@@ -165,7 +167,7 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
     try:
         record = _run(image, input, tmp, out, ckpt, profile, sampler, method, mc_samples, steps, mask, dicom,
                       torch.device(device or default_device()), direction, chunk_size, seed, progress, start,
-                      load_model, tqdm)
+                      load_model, tqdm, save_samples)
         if ranks.main:
             _publish(tmp, out)
     finally:
@@ -175,7 +177,8 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
 
 def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: str | None, sampler: str,
          method: str, mc_samples, steps, mask, dicom: bool, device: torch.device, direction: str | None,
-         chunk_size, seed, progress: bool, start: float, load_model, tqdm) -> dict[str, Any]:
+         chunk_size, seed, progress: bool, start: float, load_model, tqdm,
+         save_samples: bool = False) -> dict[str, Any]:
     from ctmri.config import profile_from_dict
 
     loaded = load_model(ckpt, device)
@@ -208,6 +211,7 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
     mean = np.full(cond_r.shape, -1.0, np.float32)
     std = np.zeros(cond_r.shape, np.float32)
     seeds = np.zeros((body.shape[0], k_rep), np.int64)
+    reps = np.full((k_rep,) + cond_r.shape, -1.0, np.float32) if save_samples else None   # (K, S, size, size)
     block = max(1, chunk // k_rep)
     sampling_seconds, nfe = 0.0, 0.0
     bar = tqdm(total=len(todo) * k_rep, desc=f"synthesize {sampler} ({len(todo)} slices × {k_rep})",
@@ -220,6 +224,8 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
                           steps=steps, base_seed=seed, chunk_size=chunk, slice_ids=idx, options=options,
                           out_channels=1, device=device, progress=False, distribute=False)
         mean[idx], std[idx], seeds[idx] = res["mean"][:, 0], res["std"][:, 0], res["seeds"]
+        if reps is not None:
+            reps[:, idx] = np.moveaxis(res["samples"][:, :, 0], 1, 0)
         sampling_seconds += res["seconds_total"]
         nfe = res["nfe"]
         bar.update(len(idx) * k_rep * ranks.world)
@@ -231,6 +237,9 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
         mean = shard.reduce(np.where(own[:, None, None], mean, 0).astype(np.float32), ranks, device)
         std = shard.reduce(np.where(own[:, None, None], std, 0).astype(np.float32), ranks, device)
         seeds = shard.reduce(np.where(own[:, None], seeds, 0), ranks, device)
+        if reps is not None:
+            reps = shard.reduce(np.where(own[None, :, None, None], reps, 0).astype(np.float32), ranks, device)
+            reps[:, np.setdiff1d(np.arange(n_slices), todo)] = -1.0
         mean[np.setdiff1d(np.arange(n_slices), todo)] = -1.0
         nfe = float(shard.reduce(np.array([nfe]), ranks, device, op="max")[0])
         sampling_seconds = float(shard.reduce(np.array([sampling_seconds]), ranks, device, op="max")[0])
@@ -267,6 +276,17 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
         files[key] = f"{key}.nii.gz"
         write_nifti_image(tmp / files[key], image, interval,
                           description=f"ctmri {sampler} calibrated {level}% half-width (HU)")
+    if reps is not None:                                    # every MC replicate, as the mean is written
+        files[f"{stem}_samples"] = f"{stem}_samples/"
+        (tmp / files[f"{stem}_samples"]).mkdir()
+        for k in range(k_rep):
+            rep = unresample_slices(reps[k], (h, w))
+            if ckpt_direction == "mr2ct":
+                rep = np.where(body, np.clip(np.rint(model_to_hu(rep)), HU_MIN, HU_MAX), AIR_HU).astype(np.int16)
+            else:
+                rep = np.where(body, (np.clip(rep, -1, 1) + 1) * (MR_SCALE / 2), 0.0).astype(np.float32)
+            write_nifti_image(tmp / files[f"{stem}_samples"] / f"{stem}_sample_{k:02d}.nii.gz", image,
+                              from_lps(rep, image.direction), description=f"ctmri {sampler} MC sample {k}")
     if dicom:
         modality = "CT" if ckpt_direction == "mr2ct" else "MR"
         write_dicom_series(tmp / "dicom", image, result, modality=modality,
