@@ -86,3 +86,90 @@ def test_cli_dose_on_nifti_pair(tmp_path, case, capsys):
     assert main(["dose", "--ct", str(tmp_path / "ct.nii.gz"), "--sct", str(tmp_path / "sct.nii.gz"), "--structures",
                  f"PTV={tmp_path / 'ptv.nii.gz'}", "--target", "CTV", "--out", str(out)]) == 2
     assert "No target structure 'CTV'" in capsys.readouterr().err
+
+
+def _rtstruct(path, image, rois: dict) -> None:
+    """A minimal RT Structure Set: ROI name -> list of (slice k, [(i, j), ...] polygon in voxel units)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "RTSTRUCT", meta.MediaStorageSOPClassUID, generate_uid()
+    ds.StructureSetROISequence, ds.ROIContourSequence = Sequence(), Sequence()
+    for number, (name, contours) in enumerate(rois.items(), start=1):
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName = number, name
+        ds.StructureSetROISequence.append(roi)
+        rc = Dataset()
+        rc.ReferencedROINumber, rc.ContourSequence = number, Sequence()
+        for k, poly in contours:
+            ijk = np.array([[i, j, k, 1.0] for i, j in poly])
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.ContourData = [float(v) for v in (image.affine_lps @ ijk.T)[:3].T.ravel()]
+            c.NumberOfContourPoints = len(poly)
+            rc.ContourSequence.append(c)
+        ds.ROIContourSequence.append(rc)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _square(lo: float, hi: float) -> list[tuple[float, float]]:
+    return [(lo, lo), (hi, lo), (hi, hi), (lo, hi)]
+
+
+def test_rtstruct_contours_fill_the_voxels_they_enclose_on_nifti_and_dicom_ct(tmp_path, case):
+    """Squares with corners between voxel centres fill exactly the voxels inside, on the CT read from NIfTI and from
+    its DICOM series (one patient frame); a nested contour cuts a hole; bad files are refused in one sentence."""
+    from ctmri.data.volumes import read_image, write_nifti
+    from ctmri.data.writers import write_dicom_series
+    from ctmri.dose.rtstruct import masks_from_rtstruct, rtstruct_names
+
+    c, _ = case
+    write_nifti(tmp_path / "ct.nii.gz", c.ct, c.spacing)
+    nifti = read_image(tmp_path / "ct.nii.gz")
+    write_dicom_series(tmp_path / "ct_dicom", nifti, nifti.array)
+    rois = {"PTV": [(k, _square(19.5, 27.5)) for k in (4, 5, 6)],
+            "Body": [(k, _square(1.5, 45.5)) for k in range(12)],
+            "RING": [(5, _square(9.5, 37.5)), (5, _square(19.5, 27.5))]}
+    _rtstruct(tmp_path / "rs.dcm", nifti, rois)
+    assert rtstruct_names(tmp_path / "rs.dcm") == ["PTV", "Body", "RING"]
+    expect = np.zeros(c.ct.shape, bool)
+    expect[4:7, 20:28, 20:28] = True
+    for ct in (nifti, read_image(tmp_path / "ct_dicom")):
+        m = masks_from_rtstruct(tmp_path / "rs.dcm", ct)
+        np.testing.assert_array_equal(m["PTV"], expect)
+        assert m["Body"].sum() == 12 * 44 * 44
+        ring = np.zeros(c.ct.shape, bool)
+        ring[5, 10:38, 10:38] = True
+        ring[5, 20:28, 20:28] = False
+        np.testing.assert_array_equal(m["RING"], ring)
+        check_inputs(ct.array, {"sCT": ct.array}, m, "PTV")     # "Body" counts as the outline
+    with pytest.raises(ValueError, match="has no ROI 'CTV'"):
+        masks_from_rtstruct(tmp_path / "rs.dcm", nifti, ["CTV"])
+    with pytest.raises(ValueError, match="not an RT Structure Set"):
+        masks_from_rtstruct(next((tmp_path / "ct_dicom").iterdir()), nifti)
+    _rtstruct(tmp_path / "off.dcm", nifti, {"PTV": [(40, _square(19.5, 27.5))]})
+    with pytest.raises(ValueError, match="not on a slice of the CT"):
+        masks_from_rtstruct(tmp_path / "off.dcm", nifti)
+    with pytest.raises(ValueError, match="No BODY / EXTERNAL structure"):
+        check_inputs(c.ct, {"sCT": c.ct}, {"PTV": expect}, "PTV")
+
+
+def test_cli_dose_reads_an_rtstruct(tmp_path, case, capsys):
+    """`ctmri dose --rtstruct`: its ROIs are the structures (checked before any dose is computed)."""
+    from ctmri.cli import main
+    from ctmri.data.volumes import read_image, write_nifti
+
+    c, _ = case
+    write_nifti(tmp_path / "ct.nii.gz", c.ct, c.spacing)
+    _rtstruct(tmp_path / "rs.dcm", read_image(tmp_path / "ct.nii.gz"), {"Prostate": [(5, _square(19.5, 27.5))]})
+    args = ["dose", "--ct", str(tmp_path / "ct.nii.gz"), "--sct", str(tmp_path / "ct.nii.gz"), "--rtstruct",
+            str(tmp_path / "rs.dcm"), "--out", str(tmp_path / "out")]
+    assert main(args) == 2 and "No target structure 'PTV' was given (have: Prostate)" in capsys.readouterr().err
+    assert main(args + ["--target", "Prostate"]) == 2 and "No BODY / EXTERNAL" in capsys.readouterr().err

@@ -111,6 +111,9 @@ def _dose(a: argparse.Namespace) -> None:
     check_grid(ct.array.shape, sct.array.shape, "sCT")
     samples = [read_image(f).array.astype("float32") for f in sample_files(a.sct_samples)]
     structures = masks_from_nifti(a.structures, ct.array.shape, ct.spacing)
+    if a.rtstruct:                                          # NIfTI masks given by name override the RTSTRUCT's
+        from ctmri.dose.rtstruct import masks_from_rtstruct
+        structures = {**masks_from_rtstruct(a.rtstruct, ct), **structures}
     cfg = get_profile(a.profile).dose
     if a.grid_mm:
         cfg = dataclasses.replace(cfg, grid_mm=float(a.grid_mm))
@@ -228,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sct-samples", nargs="*", default=[], help="MC sample sCTs, files or a folder (`ctmri "
                    "synthesize --save-samples`'s sct_samples/): adds the dose std and its Spearman with the dose error")
     s.add_argument("--structures", nargs="+", default=[], help="NAME=FILE masks on the CT grid (one BODY / EXTERNAL)")
+    s.add_argument("--rtstruct", default="", help="a DICOM RT Structure Set of the CT: every ROI with contours, by "
+                                                  "its ROIName (with --structures, those override)")
     s.add_argument("--target", default="PTV", help="the target structure's NAME (default: PTV)")
     s.add_argument("--out", required=True, help="output folder for dose.csv and dose.json")
     s.add_argument("--hu-table", default="", help="two-column CSV calibration curve HU → rED / SPR (default: "

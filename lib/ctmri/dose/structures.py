@@ -58,9 +58,12 @@ def require_target(structures: Mapping[str, np.ndarray], target: str) -> np.ndar
     """The target's mask, or one clear sentence when it is missing or empty."""
     if target not in structures:
         raise ValueError(f"No target structure {target!r} was given (have: {', '.join(structures) or 'none'}); "
-                         "pass it with --structures NAME=FILE and --target NAME.")
+                         "pass it with --structures NAME=FILE or --rtstruct FILE, and --target NAME.")
     if not np.any(structures[target]):
         raise ValueError(f"The target structure {target!r} is empty.")
+    if not any(name.upper() in ("BODY", "EXTERNAL") and np.any(m) for name, m in structures.items()):
+        raise ValueError(f"No BODY / EXTERNAL structure among {', '.join(structures)}; the plan needs the patient "
+                         "outline (name one BODY or EXTERNAL).")
     return structures[target]
 
 
