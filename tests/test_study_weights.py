@@ -12,7 +12,7 @@ import torch
 from ctmri.config import get_profile
 from ctmri.data.intensity import model_to_hu
 from ctmri.data.phantom import make_case
-from ctmri.data.prepare import case_to_slices
+from ctmri.data.prepare import case_to_slices, context_stack
 from ctmri.diffusion.samplers import default_sampler, get_sampler
 from ctmri.evaluate.metrics import synthrad_mae
 from ctmri.models.checkpoints import load_checkpoint, load_model
@@ -40,8 +40,10 @@ def test_study_weights_make_a_ct_of_a_patient_not_seen_in_training() -> None:
     sl = case_to_slices(case, p.image_size, 0)
     idx = [8, 16, 24, 32]
     lm = load_model(WEIGHTS)
+    k = int(lm.meta["config"]["model"].get("context_slices", 0))   # 2.5-D: the MR slice and its neighbours
+    cond = context_stack(sl["mr"], sl["patient"], sl["slice_index"], k)[idx]
     with torch.no_grad():
-        x = get_sampler(default_sampler())(lm.model, lm.process, torch.from_numpy(sl["mr"][idx]), steps=10,
+        x = get_sampler(default_sampler())(lm.model, lm.process, torch.from_numpy(cond), steps=10,
                                            generator=[make_generator(i) for i in idx])
     mae = [synthrad_mae(c, h, m) for c, h, m in zip(model_to_hu(sl["ct"][idx, 0]), model_to_hu(x[:, 0].numpy()),
                                                      sl["mask"][idx])]
