@@ -173,3 +173,16 @@ def test_cli_dose_reads_an_rtstruct(tmp_path, case, capsys):
             str(tmp_path / "rs.dcm"), "--out", str(tmp_path / "out")]
     assert main(args) == 2 and "No target structure 'PTV' was given (have: Prostate)" in capsys.readouterr().err
     assert main(args + ["--target", "Prostate"]) == 2 and "No BODY / EXTERNAL" in capsys.readouterr().err
+
+
+def test_a_structure_smaller_than_a_dose_voxel_does_not_break_the_proton_plan(case):
+    """A one-voxel OAR (as a femoral-head fragment once was) is empty on the dose grid; pyRadPlan then returned zero
+    weights and every sCT passed γ at 100 % on a zero dose. It now gets no objective, and the plan covers the PTV."""
+    from ctmri.dose.plans import optimise
+
+    c, s = case
+    speck = np.zeros_like(s["BODY"])
+    speck[6, 24, 10] = True
+    plan = optimise(c.ct, c.spacing, {**s, "SPECK": speck}, "protons", CFG, default_table())
+    assert np.median(plan.dose[s[TARGET]]) > 0.8 * CFG.fraction_gy
+    assert s["FEMUR_L"].sum() > 10 and s["FEMUR_R"].sum() > 10     # both femoral heads found beside the PTV

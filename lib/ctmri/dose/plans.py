@@ -46,7 +46,7 @@ def _ct(hu: np.ndarray, spacing: Sequence[float]):
                      resolution={"x": float(spacing[2]), "y": float(spacing[1]), "z": float(spacing[0])})
 
 
-def _cst(ct: Any, structures: Mapping[str, np.ndarray], target: str, rx: float):
+def _cst(ct: Any, structures: Mapping[str, np.ndarray], target: str, rx: float, min_voxels: int = 1):
     """The structure set with the objectives: target squared deviation from `rx`, OARs and BODY squared overdosing."""
     from pyRadPlan.cst import create_cst
     from pyRadPlan.cst._voi import OAR, ExternalVOI, Target
@@ -56,6 +56,8 @@ def _cst(ct: Any, structures: Mapping[str, np.ndarray], target: str, rx: float):
     tmask = np.asarray(structures[target], bool)
     for name, mask in structures.items():
         m = np.ascontiguousarray(mask, np.uint8)
+        if name != target and int(m.sum()) < min_voxels:
+            continue  # smaller than a dose voxel: empty on the dose grid, where it makes the optimiser return zeros
         if not m.any() or (name != target and not (m.astype(bool) & ~tmask).any()):
             continue  # empty, or inside the target (the CTV): no objective of its own
         if name == target:
@@ -109,13 +111,20 @@ def optimise(hu: np.ndarray, spacing: Sequence[float], structures: Mapping[str, 
     from pyRadPlan import calc_dose_influence, fluence_optimization, generate_stf
 
     ct = _ct(hu, spacing)
-    cst = _cst(ct, structures, target, float(cfg.fraction_gy))
+    grid = effective_grid(cfg, spacing)[0]
+    cst = _cst(ct, structures, target, float(cfg.fraction_gy),
+               min_voxels=int(np.ceil(np.prod([grid / float(s) for s in spacing]))))
     pln = _pln(modality, cfg, table, spacing)
     with _quiet():
         stf = generate_stf(ct, cst, pln)
         dij = calc_dose_influence(ct, cst, stf, pln)
         w = np.asarray(fluence_optimization(ct, cst, stf, dij, pln), np.float64)
         dose = _array(dij.compute_result_ct_grid(w)["physical_dose"])
+    covered = float(np.median(dose[np.asarray(structures[target], bool)]))
+    if not np.isfinite(covered) or covered < 0.5 * float(cfg.fraction_gy):
+        raise RuntimeError(f"The {modality} plan failed: the optimised {target} median dose is {covered:.3g} Gy for a "
+                           f"{cfg.fraction_gy:g} Gy prescription (pyRadPlan returned {int(np.count_nonzero(w))} "
+                           "non-zero weights); no sCT dose is computed on a failed plan.")
     return PlanResult(modality, pln, stf, cst, w, dose, tuple(float(s) for s in spacing), table)
 
 

@@ -22,20 +22,18 @@ def dilate_mm(mask: np.ndarray, margin_mm: float, spacing: Sequence[float]) -> n
 
 
 def _femoral_heads(bone: np.ndarray, ptv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Femoral heads: in the PTV's slices, the largest 3-D bone component entirely left / right of the PTV."""
+    """Femoral heads: in the PTV's slices, the largest 3-D component of the bone lateral to the PTV, on each side
+    (cut at the PTV's x-extent first, so a head joined to the acetabulum across the midline is still found)."""
     zs = np.where(ptv.any(axis=(1, 2)))[0]
     xs = np.where(ptv.any(axis=(0, 1)))[0]
     band = np.zeros_like(bone)
     band[zs.min():zs.max() + 1] = bone[zs.min():zs.max() + 1]
-    comp, n = ndimage.label(band)
+    x = np.arange(bone.shape[2])
     heads = []
-    for side in (lambda x: x < xs.min(), lambda x: x > xs.max()):
-        best, size = None, 0
-        for i in range(1, n + 1):
-            cx = np.where(comp == i)[2]
-            if side(cx).all() and len(cx) > size:
-                best, size = i, len(cx)
-        heads.append(comp == best if best is not None else np.zeros_like(bone))
+    for side in (x < xs.min(), x > xs.max()):
+        comp, n = ndimage.label(band & side[None, None, :])
+        sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
+        heads.append(comp == 1 + int(np.argmax(sizes)) if n else np.zeros_like(bone))
     return heads[0], heads[1]
 
 
