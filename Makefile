@@ -104,7 +104,8 @@ $(EXPLORE): notebooks/05_explore.ipynb $(SAMPLES) $(LIB_05_explore) | $(STAMP)
 $(DOSE): notebooks/06_dose.ipynb $(METRICS) $(LIB_06_dose) | $(STAMP)
 	$(call run_notebook,$<,06_dose,)
 	@mkdir -p $(ROOT)/figures/$(PROFILE)
-	cp $(RUN)/dose.csv $(RUN)/dose_summary.md $(RUN)/dose_uncertainty.csv $(ROOT)/figures/$(PROFILE)/
+	cp $(RUN)/dose.csv $(RUN)/dose_summary.md $(RUN)/dose_uncertainty.csv $(RUN)/stage_seconds.txt \
+	  $(ROOT)/figures/$(PROFILE)/
 
 reproduce: $(FIGURES) $(EXPLORE) $(DOSE)
 	@echo "Done: $(RUN)/summary.md, $(RUN)/claims.md, $(ROOT)/figures/$(PROFILE)/ (stage times: $(RUN)/stage_seconds.txt)"
