@@ -13,25 +13,13 @@ import pytest
 import torch
 
 from ctmri.data.phantom import make_case
+from conftest import make_smoke_run
 
 
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Smoke data and a few-step smoke VE model in their own CTMRI_ROOT."""
-    from ctmri.data.prepare import prepare_dataset
-    from ctmri.train.loop import train
-
-    root = tmp_path_factory.mktemp("shard")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("CTMRI_ROOT", str(root))
-            prepare_dataset("smoke")
-            train("smoke", "vesde", steps=3, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return root
+    return make_smoke_run(tmp_path_factory.mktemp("shard"), ("vesde",))
 
 
 def ctmri(root: Path, *args: str, ranks: int = 1) -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ import torch
 from ctmri.config import get_profile
 from ctmri.data.intensity import hu_to_model
 from ctmri.evaluate.calibration import calibrate, coverage
+from conftest import make_smoke_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,24 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch CTMRI_ROOT: smoke data (one validation patient), VE and DDPM trained 3 steps, their default samplers
     sampled (test + validation)."""
-    from ctmri.data.prepare import prepare_dataset
-    from ctmri.sample.stage import run_sampler
-    from ctmri.train.loop import train
-
-    root = tmp_path_factory.mktemp("calib-root")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("CTMRI_ROOT", str(root))
-            prepare_dataset("smoke")
-            for method in ("vesde", "ddpm"):
-                train("smoke", method, steps=3, progress=False)
-            for sampler in ("dpm++2m-ve", "ddpm"):
-                run_sampler("smoke", sampler, progress=False, device="cpu")
-    finally:
-        torch.set_num_threads(threads)
-    return root
+    return make_smoke_run(tmp_path_factory.mktemp("calib-root"), ("vesde", "ddpm"), ("dpm++2m-ve", "ddpm"))
 
 
 @pytest.fixture
