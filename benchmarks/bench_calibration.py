@@ -98,13 +98,15 @@ def markdown(sec: dict) -> list[str]:
              "split-conformal intervals)", "",
              "Scales per tissue of the sCT fitted on the validation slices, everything reported on the test slices "
              "(pooled voxels). ε: the VE noise-removal time (σ_min = std(ε) for the σ-space samplers); K: MC samples "
-             "(the first K of the same replicates). ρ(h): Spearman of the calibrated half-width with |error|.", ""]
-    lines += table(["sampler", "ε", "σ_min", "K", "slices val/test", "ρ(std, \\|err\\|)", "ρ(h)", "AUSE HU",
+             "(the first K of the same replicates). ρ(u): Spearman of the calibrated uncertainty (HU factor · (std + 1)) "
+             "with |error|; AUSE per slice of the std and of u.", ""]
+    lines += table(["sampler", "ε", "σ_min", "K", "slices val/test", "ρ(std, \\|err\\|)", "ρ(u)", "AUSE std → u HU",
                     "coverage", "air", "fat", "soft", "bone", "width HU", "MAE HU", "s (K max)"],
                    [[r["sampler"], fmt(r["eps"], ".0e") if r["eps"] is not None else "n/a",
                      fmt(r["sigma_min"], ".3g") if r["sigma_min"] is not None else "n/a", r["K"],
                      f"{r['val_slices']}/{r['test_slices']}", fmt(r["spearman"], ".3f"),
-                     fmt(r["spearman_halfwidth"], ".3f"), fmt(r["ause_hu"], ".1f"), fmt(100 * r["coverage"], ".1f"),
+                     fmt(r["spearman_calibrated"], ".3f"),
+                     f"{fmt(r['ause_hu_slice_mean'], '.1f')} → {fmt(r['ause_calibrated_hu_slice_mean'], '.1f')}", fmt(100 * r["coverage"], ".1f"),
                      *[fmt(100 * r[c], ".1f") for c in TISSUE_COLUMNS.values()], fmt(r["width_hu"], ".0f"),
                      fmt(r["mae_hu"], ".1f"), fmt(r["seconds_sampling_kmax"], ".1f")] for r in sec["rows"]])
     if sec["skipped"]:

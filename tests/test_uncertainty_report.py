@@ -86,7 +86,7 @@ def test_known_gaussian_std_gives_90_percent_coverage_on_fresh_data() -> None:
         std = rng.uniform(5, 150, n)
         return mean, std, mean + std * rng.standard_normal(n), np.ones(n, bool)
 
-    cal = calibrate(*draw(40_000), alpha=0.1)
+    cal = calibrate(*draw(40_000), alpha=0.1, hu_bins=0)
     cov = coverage(cal, *draw(40_000))
     assert 0.88 <= cov["overall"] <= 0.92
     assert all(0.86 <= cov[t] <= 0.94 for t in ("air", "fat", "soft tissue", "bone"))
@@ -117,12 +117,31 @@ def test_report_on_synthetic_arrays_separates_an_informative_std_from_noise() ->
     _, noise = calibrate_sampler(_fake_samples(rng, 6, ["v"], False), _fake_samples(rng, 8, ["a", "b"], False))
     assert abs(noise[0]["spearman"]) < 0.1 and noise[0]["ause_hu"] > pooled["ause_hu"]
     assert 0.86 <= noise[0]["coverage"] <= 0.94          # conformal: coverage holds even for a useless std
+    assert abs(noise[0]["spearman_calibrated"]) < 0.1    # and the error scale does not depend on the HU here
+
+
+def test_report_credits_the_hu_factor_when_the_error_depends_on_the_sct_value() -> None:
+    """Error scale set by the sCT HU, std uninformative: ρ(std) ≈ 0 while ρ(u) and ρ(f) are high and AUSE drops."""
+    from ctmri.evaluate.uncertainty_report import calibrate_sampler
+
+    rng = np.random.default_rng(2)
+
+    def fake(n_slices: int, patients: list[str]) -> dict:
+        d = _fake_samples(rng, n_slices, patients, informative=False)
+        mean_hu = rng.uniform(-1000.0, 1000.0, (n_slices, 24, 24))
+        ct_hu = mean_hu + (10.0 + 0.15 * (mean_hu + 1000.0)) * rng.standard_normal(mean_hu.shape)
+        return {**d, "mean": hu_to_model(mean_hu)[:, None], "target": hu_to_model(ct_hu)[:, None]}
+
+    _, rows = calibrate_sampler(fake(8, ["v1", "v2"]), fake(8, ["a", "b"]))
+    p = rows[0]
+    assert abs(p["spearman"]) < 0.1 and p["spearman_calibrated"] > 0.4 and p["spearman_hu_factor"] > 0.4
+    assert p["ause_calibrated_hu_slice_mean"] < 0.6 * p["ause_hu_slice_mean"] and 0.86 <= p["coverage"] <= 0.94
 
 
 # ----------------------------------------------------------------------------------------------- the pipeline
 
-def test_sampling_stage_writes_validation_samples_for_the_calibrated_samplers(root: Path) -> None:
-    from ctmri.sample.stage import calibrated_samplers, run_sampler
+def test_sampling_stage_writes_validation_samples_for_every_sampler(root: Path) -> None:
+    from ctmri.sample.stage import calibrated_samplers, run_sampler, validation_slices
     from ctmri.sample.store import load_samples
 
     assert calibrated_samplers()[0] == "dpm++2m-ve" and "ddpm" in calibrated_samplers()
@@ -130,8 +149,19 @@ def test_sampling_stage_writes_validation_samples_for_the_calibrated_samplers(ro
     manifest = json.loads((root / "data/processed/smoke/manifest.json").read_text())
     assert set(d["patient"]) == set(manifest["patients"]["val"]) and d["K"] == get_profile("smoke").sample.mc_samples
     assert str(d["split"]) == "val" and len(d["patient"]) == manifest["n_slices"]["val"]      # whole volumes
-    run_sampler("smoke", "heun", progress=False, device="cpu")                              # not calibrated
-    assert not (root / "runs/smoke/calibration/heun.npz").exists()
+    run_sampler("smoke", "heun", progress=False, device="cpu")              # not a default: a few slices
+    h = load_samples(root / "runs/smoke/calibration/heun.npz")
+    assert len(h["patient"]) == 2 == len(validation_slices(get_profile("smoke"), "heun", manifest["n_slices"]["val"]))
+    assert str(h["evaluation"]) == "subset" and str(h["split"]) == "val"
+    run_sampler("smoke", "ddim", progress=False, device="cpu", steps=2)      # not at its default settings: no val
+    assert not (root / "runs/smoke/calibration/ddim.npz").exists()
+
+
+def test_validation_slices_take_the_middle_of_each_patient() -> None:
+    from ctmri.sample.stage import centred_slices
+
+    assert centred_slices(240, 6).tolist() == [20, 60, 100, 140, 180, 220]
+    assert centred_slices(5, 9).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_calibration_report_and_figure(root: Path) -> None:
@@ -140,12 +170,15 @@ def test_calibration_report_and_figure(root: Path) -> None:
 
     written = calibration_report("smoke")
     table = pd.read_csv(written["calibration_csv"])
-    assert list(dict.fromkeys(table["sampler"])) == ["dpm++2m-ve", "ddpm"]
+    assert list(dict.fromkeys(table["sampler"]))[:2] == ["dpm++2m-ve", "ddpm"]     # the defaults first
     assert set(table["scope"]) >= {"pooled"} and table["coverage"].between(0, 1).all()
-    assert "coverage" in written["calibration_md"].read_text()
+    assert table["spearman_calibrated"].between(-1, 1).all() and (table["val_slices"] > 0).all()
+    text = written["calibration_md"].read_text()
+    assert "coverage" in text and "Targets on" in text
     record = json.loads((root / "runs/smoke/checkpoints/vesde.calibration.json").read_text())
     assert record["sampler"] == "dpm++2m-ve" and record["alpha"] == 0.1 and "provenance" in record
     assert set(record["calibration"]["scales"]) == {"air", "fat", "soft tissue", "bone"}
+    assert len(record["calibration"]["hu_factors"]) == len(record["calibration"]["hu_edges"]) + 1 >= 2
     png = plot_calibration("smoke")
     assert png == root / "figures/smoke/fig_calibration.png" and png.stat().st_size > 0
 
@@ -173,8 +206,9 @@ def test_synthesize_writes_the_interval_only_with_a_calibration(root: Path, tmp_
     half = nib.load(str(tmp_path / "cal" / "sct_interval90.nii.gz")).get_fdata()
     std = nib.load(str(tmp_path / "cal" / "sct_std.nii.gz")).get_fdata()
     assert half.shape == std.shape and np.all(half >= 0) and np.all(half[std > 0] > 0)
-    assert np.all(half[std == 0] <= max(json.loads(cal_json.read_text())["calibration"]["scales"].values()) * 1.0001
-                  + 1e-6) and half.max() > 0
+    stored = json.loads(cal_json.read_text())["calibration"]
+    bound = max(stored["scales"].values()) * max(stored["hu_factors"]) * (std + stored["floor_hu"])
+    assert np.all(half <= bound * 1.0001 + 1e-6) and half.max() > 0
 
     record = json.loads(cal_json.read_text())             # another sampler's calibration is not applied
     cal_json.write_text(json.dumps({**record, "sampler": "ddim"}))

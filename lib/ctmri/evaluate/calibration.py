@@ -1,16 +1,20 @@
-"""Split-conformal calibration of the MC std (Vovk et al. 2005; Angelopoulos & Bates 2023, Sec. 1-2): per tissue
-class a scale q that turns the MC std into an interval mean ± q·(std + floor) holding the true CT with probability
-≥ 1 − α on exchangeable data.
+"""Split-conformal calibration of the MC std (Vovk et al. 2005; Angelopoulos & Bates 2023, Sec. 1-2) with a
+difficulty factor per HU bin of the sCT (normalised conformal prediction, Papadopoulos et al. 2008; Lei et al. 2018,
+Sec. 5.2): the calibrated uncertainty u = f[bin of the sCT HU] · (std + floor), and per tissue class a scale q that
+turns it into an interval mean ± q·u holding the true CT with probability ≥ 1 − α on exchangeable data.
 
-Classes are read off the sCT (the MC mean), which is what a user has at inference; coverage is reported per tissue of
-the true CT. Nonconformity score of a voxel: |CT − mean| / (std + floor); q = its ⌈(n + 1)(1 − α)⌉-th smallest value
-over the class's calibration voxels (the finite-sample conformal quantile). A class with too few calibration voxels
-for that quantile falls back to the scale of all classes together. The math: docs/ALGORITHMS.md, "Calibrated
-uncertainty".
+The calibration volumes are split in two: the first part (half of the validation patients, or the first half of the
+slices when there is one) fits the factors f, the median of |CT − mean| / (std + floor) among its voxels in each of
+`hu_bins` quantile bins of the sCT HU; the second part gives q, the ⌈(n + 1)(1 − α)⌉-th smallest score
+|CT − mean| / u of the class's n voxels (the finite-sample conformal quantile), so q never sees the voxels that fit f.
+A class with too few voxels for that quantile falls back to the scale of all classes together. Classes and bins are
+read off the sCT (the MC mean), which is what a user has at inference; coverage is reported per tissue of the true
+CT. The math: docs/ALGORITHMS.md, "Calibrated uncertainty".
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -18,6 +22,8 @@ import numpy as np
 TISSUES: dict[str, tuple[float, float]] = {"air": (-np.inf, -400.0), "fat": (-400.0, -30.0),
                                             "soft tissue": (-30.0, 200.0), "bone": (200.0, np.inf)}
 STD_FLOOR_HU = 1.0                          # keeps the score finite where the MC std is (numerically) zero
+HU_BINS = 16                                # difficulty bins of the sCT HU (quantiles of the fitting voxels)
+MIN_BIN_VOXELS = 50                         # a bin with fewer fitting voxels takes the factor of all bins together
 
 
 def tissue_of(hu: np.ndarray) -> np.ndarray:
@@ -50,20 +56,35 @@ def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
 
 @dataclass
 class Calibration:
-    """Scales per tissue class of the sCT: interval half-width = scale[class] · (std + floor), in HU."""
+    """Calibrated uncertainty u = hu_factors[bin of the sCT HU] · (std + floor) and interval half-width
+    scales[class] · u, in HU (no bins: factor 1, the plain split-conformal std)."""
 
     alpha: float
     scales: dict[str, float]
     overall: float
     n_voxels: dict[str, int] = field(default_factory=dict)
     floor_hu: float = STD_FLOOR_HU
+    hu_edges: list[float] = field(default_factory=list)      # inner edges of the sCT-HU bins (ascending)
+    hu_factors: list[float] = field(default_factory=list)    # one factor per bin: len(hu_edges) + 1
+
+    def __post_init__(self) -> None:
+        if self.hu_factors and len(self.hu_factors) != len(self.hu_edges) + 1:
+            raise ValueError(f"Calibration: {len(self.hu_factors)} HU factors for {len(self.hu_edges)} inner edges; "
+                             "expected one factor per bin (edges + 1).")
+
+    def uncertainty(self, mean_hu: np.ndarray, std_hu: np.ndarray) -> np.ndarray:
+        """The calibrated uncertainty u (HU), voxel by voxel: the MC std scaled by its sCT-HU bin's factor."""
+        base = np.asarray(std_hu, np.float64) + self.floor_hu
+        if not self.hu_factors:
+            return base.astype(np.float32)
+        f = np.asarray(self.hu_factors, np.float64)[np.digitize(np.asarray(mean_hu, np.float64), self.hu_edges)]
+        return (f * base).astype(np.float32)
 
     def half_width(self, mean_hu: np.ndarray, std_hu: np.ndarray) -> np.ndarray:
         """Half-width (HU) of the 1 − α interval around the MC mean, voxel by voxel."""
         cls = tissue_of(mean_hu)
         q = np.array([self.scales.get(name, self.overall) for name in TISSUES] + [self.overall])
-        return (q[np.where(cls < 0, len(TISSUES), cls)] * (np.asarray(std_hu, np.float64) + self.floor_hu)).astype(
-            np.float32)
+        return (q[np.where(cls < 0, len(TISSUES), cls)] * self.uncertainty(mean_hu, std_hu)).astype(np.float32)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,13 +94,61 @@ class Calibration:
         return cls(**d)
 
 
+def fit_hu_factors(mean_hu: np.ndarray, score: np.ndarray, bins: int) -> tuple[list[float], list[float]]:
+    """Inner edges (quantiles of the sCT HU) and per-bin median of `score` = |error| / (std + floor)."""
+    overall = float(np.median(score)) if score.size else 1.0
+    overall = overall if overall > 0 else 1.0
+    edges = np.unique(np.quantile(mean_hu, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else np.array([])
+    idx = np.digitize(mean_hu, edges)
+    factors = []
+    for b in range(edges.size + 1):
+        s = score[idx == b]
+        f = float(np.median(s)) if s.size >= MIN_BIN_VOXELS else overall
+        factors.append(max(f, 1e-3 * overall))
+    return [float(e) for e in edges], factors
+
+
+def split_fit_conformal(n: int, groups: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean selections along the first axis: (fit, conformal). Several groups (patients): the first ⌊g/2⌋ sorted
+    groups fit, the others calibrate; one group: the first half of the entries fits, the second calibrates."""
+    if groups is not None:
+        g = np.asarray(groups).astype(str)
+        if g.shape != (n,):
+            raise ValueError(f"Calibration: groups has shape {g.shape}; expected one label per slice ({n},).")
+        names = sorted(set(g.tolist()))
+        if len(names) >= 2:
+            fit = np.isin(g, names[: len(names) // 2])
+            return fit, ~fit
+    if n < 2:
+        raise ValueError("Calibration with HU factors needs at least two slices (one to fit, one to calibrate); "
+                         "pass hu_bins=0 for a single slice.")
+    fit = np.arange(n) < n // 2
+    return fit, ~fit
+
+
 def calibrate(mean_hu: np.ndarray, std_hu: np.ndarray, ct_hu: np.ndarray, mask: np.ndarray,
-              alpha: float = 0.1, floor_hu: float = STD_FLOOR_HU) -> Calibration:
-    """Split-conformal scales per tissue class of the sCT from calibration volumes (never the test patients)."""
+              alpha: float = 0.1, floor_hu: float = STD_FLOOR_HU, hu_bins: int = HU_BINS,
+              groups: Optional[np.ndarray] = None) -> Calibration:
+    """Normalised split-conformal calibration from calibration volumes (never the test patients): HU factors on the
+    fitting part, tissue scales q on the rest (`split_fit_conformal`); `hu_bins=0`: no factors, q on all voxels."""
     _check(mean_hu, std_hu, mask, ct_hu)
+    mean_hu, std_hu = np.asarray(mean_hu, np.float64), np.asarray(std_hu, np.float64)
     m = np.asarray(mask, bool)
-    score = np.abs(np.asarray(ct_hu, np.float64) - mean_hu)[m] / (np.asarray(std_hu, np.float64)[m] + floor_hu)
-    cls = tissue_of(np.asarray(mean_hu)[m])
+    err = np.abs(np.asarray(ct_hu, np.float64) - mean_hu)
+    edges, factors = [], []
+    conf = m
+    if hu_bins:
+        fit_sel, conf_sel = split_fit_conformal(m.shape[0], groups)
+        fit = m & fit_sel.reshape((-1,) + (1,) * (m.ndim - 1))
+        conf = m & conf_sel.reshape((-1,) + (1,) * (m.ndim - 1))
+        if not fit.any() or not conf.any():
+            raise ValueError("Calibration: the fitting or the calibrating part has no body voxel; expected body in "
+                             "both halves of the validation data.")
+        edges, factors = fit_hu_factors(mean_hu[fit], err[fit] / (std_hu[fit] + floor_hu), hu_bins)
+    proto = Calibration(alpha=float(alpha), scales={}, overall=1.0, floor_hu=float(floor_hu), hu_edges=edges,
+                        hu_factors=factors)
+    score = err[conf] / proto.uncertainty(mean_hu[conf], std_hu[conf]).astype(np.float64)
+    cls = tissue_of(mean_hu[conf])
     overall = conformal_quantile(score, alpha)
     scales, counts = {}, {}
     for k, name in enumerate(TISSUES):
@@ -87,7 +156,8 @@ def calibrate(mean_hu: np.ndarray, std_hu: np.ndarray, ct_hu: np.ndarray, mask: 
         counts[name] = int(s.size)
         q = conformal_quantile(s, alpha) if s.size else float("inf")
         scales[name] = q if np.isfinite(q) else overall
-    return Calibration(alpha=float(alpha), scales=scales, overall=overall, n_voxels=counts, floor_hu=float(floor_hu))
+    return Calibration(alpha=float(alpha), scales=scales, overall=overall, n_voxels=counts, floor_hu=float(floor_hu),
+                       hu_edges=edges, hu_factors=factors)
 
 
 def coverage(cal: Calibration, mean_hu: np.ndarray, std_hu: np.ndarray, ct_hu: np.ndarray,

@@ -1,9 +1,11 @@
-"""Calibrated MC uncertainty per sampler (issue 19): split-conformal scales fitted on the validation patients'
-samples (`runs/<profile>/calibration/<sampler>.npz`, written by the sampling stage), applied to the test samples.
+"""Calibrated MC uncertainty per sampler (issue 19): normalised split-conformal calibration (HU factors and tissue
+scales, `evaluate/calibration.py`) fitted on the validation patients' samples (`runs/<profile>/calibration/
+<sampler>.npz`, written by the sampling stage), applied to the test samples.
 
-Per calibrated sampler and per scope (all test voxels pooled, then each test patient): pixel-wise Spearman ρ(MC std,
-|error of the MC mean|) and of the calibrated half-width, AUSE in HU (`metrics.ause`, pooled and mean per slice),
-coverage of the 1 − α interval overall and per tissue of the true CT, and the mean interval width →
+Per calibrated sampler and per scope (all test voxels pooled, then each test patient): pixel-wise Spearman ρ against
+|error of the MC mean| of the raw MC std, of the calibrated uncertainty u, of the HU factor alone (what the sCT value
+says without the MC spread) and of the half-width; AUSE in HU (`metrics.ause`) of the std and of u, pooled and mean
+per slice; coverage of the 1 − α interval overall and per tissue of the true CT, and the mean interval width →
 `runs/<profile>/calibration.csv|md`; the fitted `Calibration` of each method's default sampler is stored beside its
 checkpoint (`checkpoints/<method>.calibration.json`) for `ctmri synthesize`. Body voxels only (the samples' mask).
 """
@@ -39,15 +41,22 @@ def scope_metrics(cal: Calibration, mean: np.ndarray, std: np.ndarray, ct: np.nd
                   mask: np.ndarray) -> dict[str, float]:
     """Ranking (Spearman, AUSE in HU) and interval (coverage, width) metrics of one set of (N, H, W) HU arrays."""
     err = ct - mean
-    half = cal.half_width(mean, std)
-    per_slice = [M.ause(std[i], err[i], mask[i]) for i in range(len(mask)) if mask[i].sum() >= 20]
+    half, u = cal.half_width(mean, std), cal.uncertainty(mean, std)
+    prior = cal.uncertainty(mean, np.zeros_like(std))         # the HU factor alone: no MC spread
+
+    def per_slice(unc: np.ndarray) -> float:
+        values = [M.ause(unc[i], err[i], mask[i]) for i in range(len(mask)) if mask[i].sum() >= 20]
+        return float(np.mean(values)) if values else float("nan")
+
     cov = coverage(cal, mean, std, ct, mask)
     row = {"n_voxels": int(mask.sum()), "mae_hu": float(np.abs(err[mask]).mean()),
            "mean_std_hu": float(std[mask].mean()),
            "spearman": M.spearman_uncertainty_error(std, err, mask),
+           "spearman_calibrated": M.spearman_uncertainty_error(u, err, mask),
+           "spearman_hu_factor": M.spearman_uncertainty_error(prior, err, mask),
            "spearman_halfwidth": M.spearman_uncertainty_error(half, err, mask),
-           "ause_hu": M.ause(std, err, mask),
-           "ause_hu_slice_mean": float(np.mean(per_slice)) if per_slice else float("nan"),
+           "ause_hu": M.ause(std, err, mask), "ause_hu_slice_mean": per_slice(std),
+           "ause_calibrated_hu": M.ause(u, err, mask), "ause_calibrated_hu_slice_mean": per_slice(u),
            "coverage": cov["overall"], "width_hu": cov["width_hu"]}
     row.update({col: cov[name] for name, col in TISSUE_COLUMNS.items()})
     return row
@@ -56,7 +65,7 @@ def scope_metrics(cal: Calibration, mean: np.ndarray, std: np.ndarray, ct: np.nd
 def calibrate_sampler(val: dict[str, Any], test: dict[str, Any], alpha: float = ALPHA) -> tuple[Calibration, list[dict]]:
     """Fit on the validation samples, report on the test samples: (calibration, rows pooled then per patient)."""
     v, t = hu_arrays(val), hu_arrays(test)
-    cal = calibrate(v["mean"], v["std"], v["ct"], v["mask"], alpha=alpha)
+    cal = calibrate(v["mean"], v["std"], v["ct"], v["mask"], alpha=alpha, groups=np.asarray(val["patient"]).astype(str))
     rows = [{"scope": "pooled", **scope_metrics(cal, t["mean"], t["std"], t["ct"], t["mask"])}]
     patient = np.asarray(test["patient"]).astype(str)
     for p in sorted(set(patient)):
@@ -83,7 +92,7 @@ def calibration_results(profile: str, alpha: float = ALPHA) -> list[dict[str, An
         out.append({"sampler": sampler, "method": spec(sampler).method, "label": spec(sampler).label,
                     "K": test["K"], "K_val": val["K"], "calibration": cal, "rows": rows, "val": val, "test": test,
                     "val_patients": sorted(set(np.asarray(val["patient"]).astype(str))),
-                    "val_path": vpath})
+                    "val_slices": int(len(val["patient"])), "val_path": vpath})
     return out
 
 
@@ -91,30 +100,55 @@ def _fmt(x: float, digits: int = 2) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def target_lines(r: dict, alpha: float = ALPHA) -> list[str]:
+    """The issue's targets, read on one sampler's pooled test row: Spearman ≥ 0.5, coverage 88–92 % overall and
+    ≥ 85 % in bone and air (targets set for α = 0.1), AUSE at most half of the raw std's."""
+    p = r["rows"][0]
+    cov, air, bone = 100 * p["coverage"], 100 * p[TISSUE_COLUMNS["air"]], 100 * p[TISSUE_COLUMNS["bone"]]
+    ratio = p["ause_calibrated_hu_slice_mean"] / p["ause_hu_slice_mean"] if p["ause_hu_slice_mean"] else float("nan")
+    return [f"Targets on {r['label']} (pooled test voxels):", "",
+            f"- Spearman ≥ 0.5: raw MC std {_fmt(p['spearman'])} {_mark(p['spearman'] >= 0.5)}, calibrated "
+            f"uncertainty u {_fmt(p['spearman_calibrated'])} {_mark(p['spearman_calibrated'] >= 0.5)} (the HU factor "
+            f"alone {_fmt(p['spearman_hu_factor'])});",
+            f"- coverage 88–92 %: {_fmt(cov, 1)} % {_mark(88 <= cov <= 92)}; air ≥ 85 %: {_fmt(air, 1)} % "
+            f"{_mark(air >= 85)}; bone ≥ 85 %: {_fmt(bone, 1)} % {_mark(bone >= 85)};",
+            f"- AUSE per slice at most half of the raw std's: {_fmt(p['ause_hu_slice_mean'], 1)} → "
+            f"{_fmt(p['ause_calibrated_hu_slice_mean'], 1)} HU ({_fmt(ratio)}×) {_mark(ratio <= 0.5)}.", ""]
+
+
 def calibration_markdown(results: list[dict], alpha: float = ALPHA) -> str:
     target = round(100 * (1 - alpha))
-    lines = [f"# Calibrated MC uncertainty ({target} % split-conformal intervals)", ""]
+    lines = [f"# Calibrated MC uncertainty ({target} % normalised split-conformal intervals)", ""]
     if not results:
         lines += ["No calibration samples: the profile has no validation patients (`DataConfig.n_val_patients`), or "
                   "no calibrated sampler was sampled.", ""]
         return "\n".join(lines)
-    lines += [f"Scales per tissue class of the sCT fitted on the validation patients "
-              f"({', '.join(results[0]['val_patients'])}), never trained or tested on; coverage on the test patients, "
-              f"per tissue of the true CT. Targets (issue 19): Spearman ≥ 0.5 pooled, coverage 88–92 % overall and "
-              "≥ 85 % in bone and air. ρ(h): Spearman of the calibrated half-width. AUSE in HU (pooled; mean per "
-              "slice).", "",
-              "| sampler | K | ρ(std, \\|err\\|) pooled | ρ per patient | ρ(h) pooled | AUSE HU | AUSE HU / slice | "
-              "coverage | air | fat | soft tissue | bone | width HU | MAE HU |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    vals = results[0]["val_patients"]
+    lines += [f"Calibrated on validation patients never trained or tested on ({', '.join(vals)}): the HU factors "
+              f"(the median |error| / (std + 1 HU) per sCT-HU bin) on the first {len(vals) // 2 or 'half'}"
+              f"{'' if len(vals) // 2 else ' of the slices'}, the tissue scales q on the rest; coverage on the test "
+              "patients, per tissue of the true CT. u = factor · (std + 1 HU) is the calibrated uncertainty, the "
+              "interval half-width is q · u. ρ: pixel-wise Spearman against |error of the MC mean|; ρ(f): the HU "
+              "factor alone, without the MC std. AUSE per slice in HU. Val slices: the validation slices sampled "
+              "(the non-default samplers get fewer).", ""]
+    lines += target_lines(results[0], alpha)
+    lines += ["| sampler | K | val slices | ρ(std) | ρ(u) | ρ(u) per patient | ρ(f) | AUSE std → u | coverage | air "
+              "| fat | soft tissue | bone | width HU | MAE HU |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         pooled = r["rows"][0]
-        per = ", ".join(_fmt(x["spearman"]) for x in r["rows"][1:])
-        lines.append(f"| {r['label']} | {r['K']} | {_fmt(pooled['spearman'])} | {per} | "
-                     f"{_fmt(pooled['spearman_halfwidth'])} | {_fmt(pooled['ause_hu'], 1)} | "
-                     f"{_fmt(pooled['ause_hu_slice_mean'], 1)} | {_fmt(100 * pooled['coverage'], 1)} % | "
+        per = ", ".join(_fmt(x["spearman_calibrated"]) for x in r["rows"][1:])
+        lines.append(f"| {r['label']} | {r['K']} | {r['val_slices']} | {_fmt(pooled['spearman'])} | "
+                     f"{_fmt(pooled['spearman_calibrated'])} | {per} | {_fmt(pooled['spearman_hu_factor'])} | "
+                     f"{_fmt(pooled['ause_hu_slice_mean'], 1)} → {_fmt(pooled['ause_calibrated_hu_slice_mean'], 1)} | "
+                     f"{_fmt(100 * pooled['coverage'], 1)} % | "
                      + " | ".join(f"{_fmt(100 * pooled[c], 1)} %" for c in TISSUE_COLUMNS.values())
                      + f" | {_fmt(pooled['width_hu'], 0)} | {_fmt(pooled['mae_hu'], 1)} |")
-    lines += ["", "Scales q per tissue class of the sCT (half-width = q · (std + 1 HU)):", "",
+    lines += ["", "Scales q per tissue class of the sCT (half-width = q · u):", "",
               "| sampler | " + " | ".join(TISSUES) + " | all |", "|---|" + "---|" * (len(TISSUES) + 1)]
     for r in results:
         cal = r["calibration"]
@@ -128,10 +162,13 @@ def calibration_report(profile: str, alpha: float = ALPHA) -> dict[str, Path]:
     and `checkpoints/<method>.calibration.json` for each method whose default sampler was calibrated."""
     results = calibration_results(profile, alpha)
     run = paths.run_dir(profile)
-    rows = [{"sampler": r["sampler"], "label": r["label"], "method": r["method"], "K": r["K"], **row}
+    rows = [{"sampler": r["sampler"], "label": r["label"], "method": r["method"], "K": r["K"],
+             "val_slices": r["val_slices"], **row}
             for r in results for row in r["rows"]]
-    columns = ["sampler", "label", "method", "K", "scope", "n_voxels", "mae_hu", "mean_std_hu", "spearman",
-               "spearman_halfwidth", "ause_hu", "ause_hu_slice_mean", "coverage", *TISSUE_COLUMNS.values(), "width_hu"]
+    columns = ["sampler", "label", "method", "K", "val_slices", "scope", "n_voxels", "mae_hu", "mean_std_hu",
+               "spearman", "spearman_calibrated", "spearman_hu_factor", "spearman_halfwidth", "ause_hu",
+               "ause_hu_slice_mean", "ause_calibrated_hu", "ause_calibrated_hu_slice_mean", "coverage",
+               *TISSUE_COLUMNS.values(), "width_hu"]
     written: dict[str, Path] = {}
     with atomic_path(run / "calibration.csv") as tmp:
         pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False, float_format="%.5g")

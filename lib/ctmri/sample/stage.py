@@ -1,6 +1,7 @@
-"""The sampling stage (02_sample): one sampler over a profile's test split, written to runs/<profile>/samples/; for
-the calibrated samplers (the default and each method's default) also the validation patients, written to
-runs/<profile>/calibration/ (same samples contract) for the split-conformal calibration of the MC std."""
+"""The sampling stage (02_sample): one sampler over a profile's test split, written to runs/<profile>/samples/; at
+its default settings also the validation patients, written to runs/<profile>/calibration/ (same samples contract)
+for the split-conformal calibration of its uncertainty (the method defaults on their full validation set, the other
+samplers on a few slices per validation patient)."""
 from __future__ import annotations
 
 import json
@@ -36,19 +37,32 @@ VAL_SEED_OFFSET = 7919        # the validation patients' MC seeds: base seed + t
 
 
 def calibrated_samplers() -> list[str]:
-    """The samplers whose MC std is calibrated on the validation patients: the default, then each method's default."""
+    """The samplers calibrated on their full validation set, whose calibration ships with the checkpoints: the
+    default, then each method's default."""
     found = [default_sampler()] + [default_sampler(m) for m in METHODS]
     return list(dict.fromkeys(found))
 
 
-def validation_slices(profile: Profile, sampler: str, n: int) -> np.ndarray:
-    """A calibrated sampler's validation slices: the whole volumes, or for a "subset" sampler as many slices per
-    validation patient as the test subset has per test patient (evenly through the split; the cost stays small)."""
-    if spec(sampler).evaluation == "volumes" or not profile.sample.max_test_slices:
+def centred_slices(n: int, m: int) -> np.ndarray:
+    """`m` slice indices at the centres of m equal parts of 0..n-1 (one per patient when m is the patient count)."""
+    if m >= n:
         return np.arange(n)
+    return np.unique(np.floor((np.arange(m) + 0.5) * n / m).astype(np.int64))
+
+
+def validation_slices(profile: Profile, sampler: str, n: int) -> np.ndarray:
+    """A sampler's validation slices. The method defaults: the whole volumes, or for a "subset" sampler as many
+    slices per validation patient as the test subset has per test patient. The other samplers (only their report
+    needs them): two slices per validation patient for the few-step samplers, one for the long ones; at least two."""
     d = profile.data
-    per_patient = profile.sample.max_test_slices / max(1, d.n_test_patients)
-    return evaluation_slices(n, max(2, int(np.ceil(per_patient * max(1, d.n_val_patients)))))
+    n_val = max(1, d.n_val_patients)
+    volumes = spec(sampler).evaluation == "volumes" or not profile.sample.max_test_slices
+    if sampler in calibrated_samplers():
+        if volumes:
+            return np.arange(n)
+        per_patient = profile.sample.max_test_slices / max(1, d.n_test_patients)
+        return centred_slices(n, max(2, int(np.ceil(per_patient * n_val))))
+    return centred_slices(n, max(2, (2 if volumes else 1) * n_val))
 
 
 def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[int] = None,
@@ -58,8 +72,8 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
 
     The slices are the sampler's evaluation set (`sampler_slices`) unless `max_slices` asks for a subset; trajectories
     are kept on the profile's `trajectory_slices`, else on the subset slices (those of Figs. 1-2). `calibration`:
-    afterwards, for a calibrated sampler (`calibrated_samplers`) on its default slices and profile's MC count, sample
-    the validation patients too (`runs/<profile>/calibration/<sampler>.npz`); skipped when the profile has none."""
+    afterwards, when the sampler ran at its default slices, steps and MC count, sample the validation patients too
+    (`validation_slices` → `runs/<profile>/calibration/<sampler>.npz`); skipped when the profile has none."""
     from ctmri.models import checkpoints
     from ctmri.data import prepare
     from ctmri.provenance import file_digest
@@ -106,7 +120,6 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                       spec(sampler).evaluation if max_slices is None else "subset", prov_args, split="test")
     default_k = 1 if spec(sampler).one_pass else int(prof.sample.mc_samples)
     if (calibration and max_slices is None and mc_samples == default_k and steps == int(default_steps)
-            and sampler in calibrated_samplers()
             and prepare.has_validation(prof.name)):
         val = prepare.load_split(prof.name, "val", context=prof.model.context_slices)
         vsel = validation_slices(prof, sampler, len(val))
@@ -117,7 +130,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                            options=options, out_channels=vtarget.shape[1], device=device, progress=progress)
         if ranks.main:
             _write(paths.calibration_samples_path(prof.name, sampler), prof, sampler, method, vres, val, vsel, vcond,
-                   vtarget, spec(sampler).evaluation, {**prov_args, "base_seed": prof.sample.seed + VAL_SEED_OFFSET},
+                   vtarget, "volumes" if len(vsel) == len(val) else "subset", {**prov_args, "base_seed": prof.sample.seed + VAL_SEED_OFFSET},
                    split="val")
     return path
 

@@ -314,6 +314,7 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
         "calibration": None if calibration is None else {
             "file": calibration.get("file"), "sampler": calibration.get("sampler", sampler),
             "alpha": calibration["calibration"]["alpha"], "scales": calibration["calibration"].get("scales"),
+            "hu_factors": calibration["calibration"].get("hu_factors") or None,
             "val_patients": calibration.get("val_patients"), "mc_samples_calibrated": calibration.get("mc_samples")},
         "provenance": provenance(loaded.profile, stage="synthesize", sampler=sampler, direction=ckpt_direction),
     }
