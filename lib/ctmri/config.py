@@ -21,6 +21,21 @@ class DataConfig:
     split_seed: int = 0                   # seed of the patient-level train/test split
     n_val_patients: int = 0               # validation patients for calibration, neither trained nor tested on (phantom:
     #                                     generated beyond n_patients, so the train / test split is unchanged)
+    pixel_mm: float | None = None         # the model's in-plane pixel (mm); None: the phantom's field of view / image_size
+    slice_mm: float | None = None         # the model's slice spacing (mm) for the 2.5-D condition; None: the phantom's
+
+    @property
+    def model_pixel_mm(self) -> float:
+        """In-plane mm per model pixel: every input is resampled to it (data/geometry.py)."""
+        if self.pixel_mm is not None:
+            return float(self.pixel_mm)
+        return float(max(self.phantom_spacing[1] * self.phantom_shape[1],
+                         self.phantom_spacing[2] * self.phantom_shape[2]) / self.image_size)
+
+    @property
+    def model_slice_mm(self) -> float:
+        """Slice spacing (mm) the 2.5-D condition's neighbours are taken at."""
+        return float(self.slice_mm if self.slice_mm is not None else self.phantom_spacing[0])
 
 
 @dataclass(frozen=True)

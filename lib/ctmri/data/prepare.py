@@ -303,3 +303,12 @@ def load_split(profile: str | Profile, split: str, direction: str | None = None,
     with np.load(path) as z:
         arrays = {k: z[k] for k in ("mr", "ct", "mask", "patient", "slice_index", "pixel_spacing")}
     return SliceSet(**arrays, direction=check_direction(direction or manifest["direction"]), context=int(context))
+
+
+def model_slices_to_volume(profile: str | Profile, patient: str, slices: np.ndarray, slice_index: np.ndarray,
+                           base: np.ndarray) -> np.ndarray:
+    """Model-space slices (n, size, size) of one prepared patient back on its raw (S, P, L) grid; the voxels of
+    slices that were not sampled keep `base` (same shape as the raw volume)."""
+    out = np.array(base, dtype=np.float32, copy=True)
+    out[np.asarray(slice_index, int)] = unresample_slices(slices, base.shape[1:])
+    return out
