@@ -300,3 +300,56 @@ def test_nifti_in_ras_reads_in_the_same_lps_order(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a, vol)
     np.testing.assert_array_equal(b, vol)
     assert sa == pytest.approx(spacing) and sb == pytest.approx(spacing)
+
+
+# ---------------------------------------------------------------------------------------------- issue 24: SynthRAD2025
+
+def write_mha(path: Path, lps: np.ndarray, spacing: tuple[float, float, float], flip_x: bool = False) -> None:
+    """An (S, P, L) volume as .mha (SimpleITK); flip_x stores x running toward R (direction diag(-1, 1, 1))."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(lps[:, :, ::-1] if flip_x else lps))
+    img.SetSpacing((spacing[2], spacing[1], spacing[0]))
+    img.SetDirection((-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0) if flip_x else (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    img.SetOrigin((10.0, -20.0, 30.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path))
+
+
+def test_synthrad2025_region_layout_mha(tmp_path: Path) -> None:
+    """SynthRAD2025 task 1: <region>/<patient>/{mr,ct,mask}.mha; a top folder of regions, of patients, or one."""
+    pytest.importorskip("SimpleITK")
+    cases = make_cases(3, (4, 24, 24), (5.0, 8.0, 8.0))
+    top = tmp_path / "synthRAD2025_Task1_Train" / "Task1"
+    layout = (("AB", "1ABA005", True), ("AB", "1ABC011", False), ("TH", "1THB002", True))
+    for case, (region, pid, flip) in zip(cases, layout):
+        for stem, vol in (("mr", case.mr), ("ct", case.ct), ("mask", case.mask.astype(np.uint8))):
+            write_mha(top / region / pid / f"{stem}.mha", vol, case.spacing, flip_x=flip)
+    (top / "AB" / "overview").mkdir()
+    (top / "AB" / "overview" / "1_AB_train_parameters.xlsx").write_bytes(b"not a volume")
+    got = read_synthrad(top)
+    assert [c.id for c in got] == ["1ABA005", "1ABC011", "1THB002"]
+    for case, c in zip(cases, got):
+        np.testing.assert_array_equal(c.mr, case.mr)        # back in LPS order whatever the stored direction
+        np.testing.assert_array_equal(c.ct, case.ct)
+        np.testing.assert_array_equal(c.mask, case.mask)
+        assert c.spacing == pytest.approx(case.spacing) and c.meta["files"]["mr"].endswith(".mha")
+    assert [c.id for c in read_synthrad(top / "AB")] == ["1ABA005", "1ABC011"]
+    assert [c.id for c in read_synthrad(top / "TH" / "1THB002")] == ["1THB002"]
+    assert len(read_dataset("synthrad", tmp_path)) == 3
+
+
+def test_synthrad_mixed_suffixes_and_clashing_ids(tmp_path: Path) -> None:
+    """.nii.gz and .mha side by side in one patient; one patient name in two regions gets region/patient ids."""
+    pytest.importorskip("SimpleITK")
+    a, b = make_cases(2, (4, 24, 24), (5.0, 8.0, 8.0))
+    write_mha(tmp_path / "HN" / "1X001" / "mr.mha", a.mr, a.spacing, flip_x=True)
+    write_nifti(tmp_path / "HN" / "1X001" / "ct.nii.gz", a.ct, a.spacing)
+    write_nifti(tmp_path / "TH" / "1X001" / "mr.nii.gz", b.mr, b.spacing)
+    write_mha(tmp_path / "TH" / "1X001" / "ct.mha", b.ct, b.spacing)
+    got = read_synthrad(tmp_path)
+    assert [c.id for c in got] == ["HN/1X001", "TH/1X001"]
+    for case, c in zip((a, b), got):
+        np.testing.assert_array_equal(c.mr, case.mr)
+        np.testing.assert_array_equal(c.ct, case.ct)
+        assert c.mask is None

@@ -1,4 +1,5 @@
-"""`ctmri prepare|train|sample|evaluate|figures|synthesize`: the notebooks' stages, and the sCT tool, from the shell.
+"""`ctmri prepare|train|sample|evaluate|figures|synthesize|inspect`: the notebooks' stages, and the sCT tools, from
+the shell.
 
 Every stage prints where its outputs go (`--root`, default $CTMRI_ROOT or the repository) and
 answers bad input with one sentence on stderr and exit status 2, never a traceback.
@@ -61,14 +62,42 @@ def _figures(a: argparse.Namespace) -> None:
 def _synthesize(a: argparse.Namespace) -> None:
     from ctmri.sample.synthesize import synthesize
 
+    extra = {}
+    if a.series:                                            # passed only when given (an older synthesize lacks it)
+        import inspect
+
+        if "series" not in inspect.signature(synthesize).parameters:
+            raise ValueError("--series is not supported by this version's synthesize; give the series folder alone.")
+        extra["series"] = a.series
     rec = synthesize(a.input, a.out or None, checkpoint=a.checkpoint or None,
                      profile=None if a.checkpoint and not a.profile_given else a.profile,
                      sampler=a.sampler or None, mc_samples=a.mc, steps=a.steps, mask=a.mask or None,
                      dicom=a.dicom, device=a.device or None, overwrite=a.overwrite, direction=a.direction or None,
-                     progress=not a.no_progress, save_samples=a.save_samples)
+                     progress=not a.no_progress, save_samples=a.save_samples, **extra)
     files = ", ".join(rec["files"].values())
     print(f"Wrote {files} to {rec['out']} ({rec['slices']} slices × {rec['mc_samples']} MC, {rec['sampler']}, "
           f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
+
+
+def _inspect(a: argparse.Namespace) -> None:
+    import json
+
+    from ctmri.data.inspection import format_report, inspect_path
+
+    report = inspect_path(a.path, series=a.series or None, mr_series=a.goldatlas_mr or None,
+                          ct_series=a.goldatlas_ct or None)
+    print(json.dumps(report, indent=1) if a.json else format_report(report))
+
+
+def _series(text: str) -> str:
+    """argparse type: a DICOM series selector (uid=..., desc=..., re=..., modality=..., or a bare pattern)."""
+    from ctmri.data.volumes import DataError, SeriesSelector
+
+    try:
+        SeriesSelector.parse(text)
+    except DataError as err:
+        raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+    return text
 
 
 def _samplers(a: argparse.Namespace) -> None:
@@ -224,6 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--save-samples", action="store_true", help="also write every MC replicate (sct_samples/), e.g. "
                                                                "for `ctmri dose --sct-samples`")
+    s.add_argument("--series", type=_series, default=None, help="which series of a DICOM folder holding several: "
+                   "uid=<SeriesInstanceUID>, desc=<glob on SeriesDescription, e.g. *T2*>, re=<regex>, modality=MR, "
+                   "or a bare glob (default: the folder's only series; `ctmri inspect` lists them)")
+
+    s = cmd("inspect", _inspect, "list the patients, DICOM series and volumes under PATH and what each reader takes")
+    s.add_argument("path", help="a DICOM folder (one sub-folder per patient, or one patient), a SynthRAD folder "
+                                "([<region>/]<patient>/{mr,ct,mask}.nii.gz|.mha) or one volume file")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--series", type=_series, default=None, help="the selector to try for synthesize's pick (as "
+                                                              "`ctmri synthesize --series`)")
+    s.add_argument("--goldatlas-mr", type=_series, default=None, help="the Gold Atlas MR selector to try (default: "
+                   "$CTMRI_GOLDATLAS_MR, else desc=T2)")
+    s.add_argument("--goldatlas-ct", type=_series, default=None, help="the Gold Atlas CT selector to try (default: "
+                   "$CTMRI_GOLDATLAS_CT, else desc=CTtoMR)")
 
     s = cmd("dose", _dose, "a plan on the CT recomputed on an sCT: dose MAE, gamma, DVH differences (pyRadPlan)")
     s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI, .mha or DICOM series)")
@@ -254,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
         root = paths.project_root()
         get_profile(args.profile)
-        if args.command not in ("synthesize", "samplers", "dose"):
+        if args.command not in ("synthesize", "samplers", "dose", "inspect"):
             paths.check_writable(root, "root")
             print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
         args.fn(args)

@@ -1,5 +1,5 @@
-"""`Case` volumes and the readers of real data sets: SynthRAD2023 (NIfTI / .mha) and Gold Atlas DICOM (data/README.md);
-single volumes and their geometry are read by `data/volumes.py`."""
+"""`Case` volumes and the readers of real data sets: SynthRAD2023 / SynthRAD2025 (NIfTI / .mha) and Gold Atlas DICOM
+(data/README.md); single volumes and their geometry are read by `data/volumes.py`."""
 from __future__ import annotations
 
 import os
@@ -9,10 +9,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ctmri.data.volumes import (MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, dicom_files, read_dicom_file,
-                                read_dicom_series, read_volume)
+from ctmri.data.volumes import (MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, DicomSeries, SeriesSelector, load_series,
+                                read_volume, scan_series, select_series)
 
 DATASET_KINDS = ("phantom", "synthrad", "goldatlas")
+# Gold Atlas series: the registered CT first, then the T2 MR among the other series; overridable per call or by
+# these environment variables (`make prepare DATASET=goldatlas CTMRI_GOLDATLAS_MR=uid=1.2.3`).
+GOLDATLAS_MR_ENV, GOLDATLAS_CT_ENV = "CTMRI_GOLDATLAS_MR", "CTMRI_GOLDATLAS_CT"
+GOLDATLAS_MR_DEFAULT, GOLDATLAS_CT_DEFAULT = "desc=T2", "desc=CTtoMR"
 HU_AIR_BELOW = -500.0   # a CT in HU has its darkest voxels (air, -1000) below this; an MR never does
 
 
@@ -69,7 +73,7 @@ class Case:
         return self
 
 
-# ----------------------------------------------------------------------------------------------- SynthRAD2023
+# ----------------------------------------------------------------------------------------------- SynthRAD
 
 def _find(folder: Path, stem: str) -> Path | None:
     for suffix in NIFTI_SUFFIXES + MHA_SUFFIXES:
@@ -88,22 +92,36 @@ def _require_dir(root: str | os.PathLike, what: str) -> Path:
     return root
 
 
-def _case_folders(root: Path) -> list[Path]:
+def synthrad_folders(root: Path) -> list[Path]:
+    """The folders below `root` (root included) holding an mr or ct volume (.nii.gz / .nii / .mha ...), sorted."""
     folders = set()
     for stem in ("mr", "ct"):
         for suffix in NIFTI_SUFFIXES + MHA_SUFFIXES:
-            folders.update(p.parent for p in root.rglob(f"{stem}{suffix}"))
+            folders.update(p.parent for p in root.rglob(f"{stem}{suffix}") if p.is_file())
     return sorted(folders)
 
 
+def synthrad_files(folder: Path) -> dict[str, Path | None]:
+    """The mr, ct and mask files of one SynthRAD patient folder (None where absent); .nii.gz before .nii, .mha."""
+    return {stem: _find(folder, stem) for stem in ("mr", "ct", "mask")}
+
+
+def synthrad_ids(root: Path, folders: Sequence[Path]) -> list[str]:
+    """Patient ids of SynthRAD folders: the folder names, or paths relative to `root` where two names clash."""
+    ids = [f.name if f != root else root.name for f in folders]
+    if len(set(ids)) != len(ids):  # same patient name in two sub-trees (regions, tasks): use the relative path
+        ids = [str(f.relative_to(root)) if f != root else root.name for f in folders]
+    return ids
+
+
 def read_synthrad_case(folder: str | os.PathLike, case_id: str | None = None) -> Case:
-    """One SynthRAD2023 patient folder: mr + ct (+ optional mask) as .nii.gz / .nii / .mha."""
+    """One SynthRAD2023 / 2025 patient folder: mr + ct (+ optional mask) as .nii.gz / .nii / .mha."""
     folder = Path(folder)
-    files = {stem: _find(folder, stem) for stem in ("mr", "ct", "mask")}
+    files = synthrad_files(folder)
     for stem in ("mr", "ct"):
         if files[stem] is None:
             raise DataError(f"Patient folder {str(folder)!r} has no {stem}.nii.gz (nor {stem}.nii / {stem}.mha); "
-                            "expected mr and ct files side by side (SynthRAD2023 layout); to convert an MR alone, "
+                            "expected mr and ct files side by side (SynthRAD layout); to convert an MR alone, "
                             "use `ctmri synthesize --input <mr>`.")
     mr, spacing = read_volume(files["mr"])
     ct, _ = read_volume(files["ct"])
@@ -116,72 +134,96 @@ def read_synthrad_case(folder: str | os.PathLike, case_id: str | None = None) ->
 
 
 def read_synthrad(root: str | os.PathLike) -> list[Case]:
-    """Every patient folder below `root` holding mr + ct files (root itself, `<id>/`, or `Task1/pelvis/<id>/`)."""
+    """Every patient folder below `root` holding mr + ct files, .nii.gz / .nii / .mha.
+
+    SynthRAD2023 (`Task1/pelvis/<id>/{mr,ct,mask}.nii.gz`) and SynthRAD2025 (`Task1/<region>/<id>/{mr,ct,mask}.mha`):
+    `root` may be a patient folder, a folder of patients, or a folder of region (or task) folders.
+    """
     root = _require_dir(root, "SynthRAD")
-    folders = _case_folders(root)
+    folders = synthrad_folders(root)
     if not folders:
-        raise DataError(f"No patient folders with mr.nii.gz and ct.nii.gz found below {str(root)!r}; expected the "
-                        "SynthRAD2023 layout <root>/<patient>/{mr,ct,mask}.nii.gz.")
-    ids = [f.name if f != root else root.name for f in folders]
-    if len(set(ids)) != len(ids):  # same patient name in two sub-trees: use the relative path
-        ids = [str(f.relative_to(root)) if f != root else root.name for f in folders]
-    return [read_synthrad_case(f, i) for f, i in zip(folders, ids)]
+        raise DataError(f"No patient folders with mr.nii.gz and ct.nii.gz (or .mha) found below {str(root)!r}; "
+                        "expected the SynthRAD layout <root>/[<region>/]<patient>/{mr,ct,mask}.nii.gz or .mha.")
+    return [read_synthrad_case(f, i) for f, i in zip(folders, synthrad_ids(root, folders))]
 
 
-def _series_of(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
-    series: dict[str, list[tuple[Path, Any]]] = {}
-    for path in dicom_files(folder):
-        ds = read_dicom_file(path, header_only=True)
-        if "Rows" not in ds:  # RT structures, reports, presentation states: no image
-            if "Image Storage" in getattr(ds.get("SOPClassUID"), "name", ""):
-                raise DataError(f"DICOM file {str(path)!r} is an image ({ds.SOPClassUID.name}) cut off before its "
-                                "image size and pixel data; expected a complete slice.")
-            continue
-        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
-    return series
+# ----------------------------------------------------------------------------------------------- Gold Atlas
+
+def goldatlas_selectors(mr_series: SeriesSelector | str | None = None,
+                        ct_series: SeriesSelector | str | None = None) -> tuple[SeriesSelector, SeriesSelector]:
+    """The Gold Atlas (MR, CT) series selectors: those given, else $CTMRI_GOLDATLAS_MR / _CT, else the defaults."""
+    mr = mr_series or os.environ.get(GOLDATLAS_MR_ENV, "").strip() or GOLDATLAS_MR_DEFAULT
+    ct = ct_series or os.environ.get(GOLDATLAS_CT_ENV, "").strip() or GOLDATLAS_CT_DEFAULT
+    return SeriesSelector.parse(mr), SeriesSelector.parse(ct)
 
 
-def _pick(series: dict[str, list], folder: Path, keys: Sequence[str], what: str) -> str:
-    found = {uid: str(items[0][1].get("SeriesDescription", "")) for uid, items in series.items()}
-    hits = [uid for uid, desc in found.items() if any(k.lower() in desc.lower() for k in keys)]
-    if not hits:
-        listed = ", ".join(repr(d) for d in sorted(found.values())) or "none"
-        raise DataError(f"Patient folder {str(folder)!r} has no {what} series (SeriesDescription containing "
-                        f"{' or '.join(repr(k) for k in keys)}); found series: {listed}.")
-    return max(hits, key=lambda uid: (len(series[uid]), uid))  # the fullest matching series
+def goldatlas_pick(series: Sequence[DicomSeries], folder: Path, mr_series: SeriesSelector | str | None = None,
+                   ct_series: SeriesSelector | str | None = None) -> tuple[DicomSeries, DicomSeries]:
+    """The (MR, CT) series of one Gold Atlas patient: the fullest CT match, then the fullest MR match of the rest."""
+    ct = goldatlas_ct(series, folder, ct_series)
+    return goldatlas_mr(series, folder, mr_series, exclude_uid=ct.uid), ct
 
 
-def read_goldatlas_case(folder: str | os.PathLike) -> Case:
-    """One Gold Atlas patient: the T2 series ("T2"/"t2") and the CT registered to it ("CTtoMR")."""
+def goldatlas_ct(series: Sequence[DicomSeries], folder: Path,
+                 ct_series: SeriesSelector | str | None = None) -> DicomSeries:
+    """The registered CT of one Gold Atlas patient (the fullest series matching the CT selector)."""
+    selector = goldatlas_selectors(ct_series=ct_series)[1]
+    return select_series(series, selector, f"Patient folder {str(folder)!r}", what="registered CT", fullest=True,
+                         hint=f"{GOLDATLAS_CT_ENV}=")
+
+
+def goldatlas_mr(series: Sequence[DicomSeries], folder: Path, mr_series: SeriesSelector | str | None = None,
+                 exclude_uid: str | None = None) -> DicomSeries:
+    """The T2 MR of one Gold Atlas patient (the fullest series matching the MR selector, the CT's left out)."""
+    selector = goldatlas_selectors(mr_series=mr_series)[0]
+    rest = [s for s in series if s.uid != exclude_uid]
+    return select_series(rest, selector, f"Patient folder {str(folder)!r}", what="T2-weighted MR", fullest=True,
+                         hint=f"{GOLDATLAS_MR_ENV}=")
+
+
+def read_goldatlas_case(folder: str | os.PathLike, *, mr_series: SeriesSelector | str | None = None,
+                        ct_series: SeriesSelector | str | None = None) -> Case:
+    """One Gold Atlas patient: the T2 series (default "T2" in SeriesDescription) and the CT registered to it
+    (default "CTtoMR"); `goldatlas_selectors` for the overrides."""
     folder = Path(folder)
-    series = _series_of(folder)
+    series = scan_series(folder)
     if not series:
         raise DataError(f"Patient folder {str(folder)!r} holds no DICOM images; expected a T2 MR and a CTtoMR series.")
-    ct_uid = _pick(series, folder, ("CTtoMR",), "registered CT")
-    mr_uid = _pick({u: s for u, s in series.items() if u != ct_uid}, folder, ("T2",), "T2-weighted MR")
-    mr, spacing, mr_meta = read_dicom_series([p for p, _ in series[mr_uid]])
-    ct, _, ct_meta = read_dicom_series([p for p, _ in series[ct_uid]])
+    mr_s, ct_s = goldatlas_pick(series, folder, mr_series, ct_series)
+    mr, spacing, mr_meta = load_series(mr_s)
+    ct, _, ct_meta = load_series(ct_s)
     if mr.shape == ct.shape:
         ct[ct_meta["padding_mask"]] = -1024.0
         mr[mr_meta["padding_mask"] | ct_meta["padding_mask"]] = 0.0
     meta = {"mr_series": mr_meta["series_description"], "ct_series": ct_meta["series_description"],
+            "mr_series_uid": mr_s.uid, "ct_series_uid": ct_s.uid,
             "mr_rescaled": mr_meta["rescaled"], "ct_rescaled": ct_meta["rescaled"]}
     return Case(id=folder.name, mr=mr, ct=ct, mask=None, spacing=spacing, source=str(folder), meta=meta).validate()
 
 
-def read_goldatlas(root: str | os.PathLike) -> list[Case]:
+def goldatlas_patients(root: Path) -> list[Path]:
+    """The patient folders of a Gold Atlas root: its sub-folders, or root itself when it has none."""
+    patients = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return patients or [root]
+
+
+def read_goldatlas(root: str | os.PathLike, *, mr_series: SeriesSelector | str | None = None,
+                   ct_series: SeriesSelector | str | None = None) -> list[Case]:
     """Gold Atlas male pelvis: one DICOM folder per patient below `root` (files anywhere below it)."""
     root = _require_dir(root, "Gold Atlas")
-    patients = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not patients:
-        patients = [root]
-    return [read_goldatlas_case(p) for p in patients]
+    return [read_goldatlas_case(p, mr_series=mr_series, ct_series=ct_series) for p in goldatlas_patients(root)]
 
 
-def read_dataset(kind: str, root: str | os.PathLike) -> list[Case]:
-    """Read every case of a dataset kind: "phantom" (a write_synthrad folder), "synthrad" or "goldatlas"."""
+def read_dataset(kind: str, root: str | os.PathLike, *, mr_series: SeriesSelector | str | None = None,
+                 ct_series: SeriesSelector | str | None = None) -> list[Case]:
+    """Read every case of a dataset kind: "phantom" (a write_synthrad folder), "synthrad" or "goldatlas".
+
+    mr_series / ct_series: the Gold Atlas series selectors (default $CTMRI_GOLDATLAS_MR / _CT, else "T2" / "CTtoMR").
+    """
     if kind not in DATASET_KINDS:
         raise DataError(f"Unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}.")
     if root is None or str(root) == "":
         raise DataError(f"Dataset kind {kind!r} needs a data folder (DATA_DIR); none was given.")
-    return read_goldatlas(root) if kind == "goldatlas" else read_synthrad(root)
+    if kind == "goldatlas":
+        return read_goldatlas(root, mr_series=mr_series, ct_series=ct_series)
+    return read_synthrad(root)
