@@ -31,13 +31,39 @@ def offset_rows(case):
     return {r["modality"]: r for r in rows}
 
 
-def test_same_ct_gives_identical_dose(case):
+@pytest.fixture(scope="module")
+def identity(case):
+    """The proton plan recomputed on an sCT equal to the CT, counting pymedphys' gamma calls."""
+    import pymedphys
+
     c, s = case
-    rows, cubes = dose_pair(c.ct, c.ct.copy(), c.spacing, s, TARGET, CFG, default_table(), modalities=("protons",))
+    calls = []
+    real = pymedphys.gamma
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pymedphys, "gamma", lambda *a, **k: calls.append(1) or real(*a, **k))
+        rows, cubes = dose_pair(c.ct, c.ct.copy(), c.spacing, s, TARGET, CFG, default_table(), modalities=("protons",))
+    return rows, cubes, len(calls)
+
+
+def test_same_ct_gives_identical_dose(identity):
+    rows, cubes, gamma_calls = identity
     assert rows[0]["gamma_2_2"] == 100.0 and rows[0]["gamma_1_1"] == 100.0
+    assert gamma_calls == 2                                   # both gammas computed, no shortcut for equal doses
     assert rows[0]["dose_mae_pct"] == 0.0 and abs(rows[0]["d_PTV_D98"]) == 0.0
     assert cubes["protons"]["ct"].max() > 0.5 * CFG.fraction_gy
     assert rows[0]["hu_table"] == "pyRadPlan-default" and len(rows[0]["hu_table_digest"]) == 16
+
+
+def test_gamma_of_a_planted_5_percent_dose_change_fails_points(identity, case):
+    """The same gamma that passes identical doses at 100 % fails points of the plan's dose scaled by 1.05."""
+    from ctmri.dose.metrics import gamma_pass
+
+    ref = identity[1]["protons"]["ct"]
+    spacing = case[0].spacing
+    assert gamma_pass(ref, ref.copy(), spacing, 2.0, 2.0, 500) == 100.0
+    assert gamma_pass(ref, 1.05 * ref, spacing, 2.0, 2.0, 500) < 100.0
+    assert gamma_pass(ref, 1.05 * ref, spacing, 1.0, 1.0, 500) < 90.0
+    assert gamma_pass(ref, 1.005 * ref, spacing, 2.0, 2.0, 500) == 100.0   # within 2 %: passes
 
 
 def test_denser_body_moves_protons_more_and_lowers_their_d98(offset_rows):
@@ -63,7 +89,7 @@ def test_user_hu_table(tmp_path):
     t = table_from_csv(f)
     assert t.name == "csv:curve.csv" and t.as_array().shape == (3, 2) and t.digest != default_table().digest
     f.write_text("1,2,3\n")
-    with pytest.raises(ValueError, match="two numeric columns"):
+    with pytest.raises(ValueError, match="row 1 .* is not two numeric columns"):
         table_from_csv(f)
 
 

@@ -124,30 +124,36 @@ def _samplers(a: argparse.Namespace) -> None:
 def _dose(a: argparse.Namespace) -> None:
     import dataclasses
     import json
+    import math
     from pathlib import Path
 
     import pandas as pd
 
     from ctmri.config import get_profile
-    from ctmri.data.volumes import read_image
+    from ctmri.data.volumes import DataError, read_image
+    from ctmri.dose.grid import check_same_grid
     from ctmri.dose.hu_tables import load_table
     from ctmri.dose.pair import dose_pair
     from ctmri.dose.plans import MODALITIES
-    from ctmri.dose.structures import check_grid, masks_from_nifti
+    from ctmri.dose.structures import masks_from_nifti
 
+    if a.grid_mm is not None and not (math.isfinite(a.grid_mm) and a.grid_mm > 0):
+        raise DataError(f"--grid-mm {a.grid_mm:g} is not allowed; give a positive dose grid in mm (leave the option "
+                        "out for the profile's).")
+    table = load_table(a.hu_table or None)                  # a bad table is refused before any volume is read
     ct = read_image(a.ct)
     sct = read_image(a.sct)
-    check_grid(ct.array.shape, sct.array.shape, "sCT")
-    samples = [read_image(f).array.astype("float32") for f in sample_files(a.sct_samples)]
-    structures = masks_from_nifti(a.structures, ct.array.shape, ct.spacing)
+    samples = [read_image(f) for f in sample_files(a.sct_samples)]
+    for what, img in {"sCT": sct, **{f"sCT sample {i}": s for i, s in enumerate(samples)}}.items():
+        check_same_grid(ct, img, what)                      # the volumes' world grids first, then the masks'
+    structures = masks_from_nifti(a.structures, ct)         # each mask file's world grid checked against the CT
     if a.rtstruct:                                          # NIfTI masks given by name override the RTSTRUCT's
         from ctmri.dose.rtstruct import masks_from_rtstruct
         structures = {**masks_from_rtstruct(a.rtstruct, ct), **structures}
     cfg = get_profile(a.profile).dose
-    if a.grid_mm:
+    if a.grid_mm is not None:
         cfg = dataclasses.replace(cfg, grid_mm=float(a.grid_mm))
-    rows, _ = dose_pair(ct.array.astype("float32"), sct.array.astype("float32"), ct.spacing, structures, a.target,
-                        cfg, load_table(a.hu_table or None), samples,
+    rows, _ = dose_pair(ct, sct, None, structures, a.target, cfg, table, samples,
                         MODALITIES if a.modality == "both" else (a.modality,))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

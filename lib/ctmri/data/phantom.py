@@ -26,6 +26,7 @@ LABELS = {"air": AIR, "rectal_gas": GAS, "fat": FAT, "muscle": MUSCLE, "skin": S
           "cortical_bone": CORTICAL}
 N_LABELS = len(LABELS)
 _TMP = 250  # scratch label while painting rings
+LABELS_FILE = "phantom_labels.nii.gz"  # write_synthrad's tissue label map per patient (the dose stage's structures)
 
 # data/README.md table: CT (HU) and T2w (relative) per tissue as (low, high) ranges drawn once per patient.
 TISSUE_HU = {AIR: (-1000, -1000), GAS: (-1000, -1000), FAT: (-110, -90), MUSCLE: (32, 48), SKIN: (40, 40),
@@ -368,7 +369,8 @@ def make_cases(n: int, shape: Sequence[int] = (24, 96, 96), spacing: Sequence[fl
 
 
 def write_synthrad(cases: Iterable[Case], root: str | os.PathLike) -> list[Path]:
-    """Write cases in the SynthRAD2023 layout `<root>/<id>/{mr,ct,mask}.nii.gz` (CT rounded to int16 HU)."""
+    """Write cases in the SynthRAD2023 layout `<root>/<id>/{mr,ct,mask}.nii.gz` (CT rounded to int16 HU), and a
+    phantom case's tissue label map (LABELS) as `<root>/<id>/phantom_labels.nii.gz` (uint8)."""
     root = Path(root)
     folders = []
     for case in cases:
@@ -377,5 +379,7 @@ def write_synthrad(cases: Iterable[Case], root: str | os.PathLike) -> list[Path]
         write_nifti(folder / "ct.nii.gz", np.round(case.ct).astype(np.int16), case.spacing)  # HU as int16
         if case.mask is not None:
             write_nifti(folder / "mask.nii.gz", case.mask.astype(np.uint8), case.spacing)
+        if case.labels is not None:
+            write_nifti(folder / LABELS_FILE, case.labels.astype(np.uint8), case.spacing)
         folders.append(folder)
     return folders

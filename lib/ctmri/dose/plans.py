@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ctmri.config import DoseConfig
+from ctmri.data.volumes import DataError
 from ctmri.dose.hu_tables import HuTable
 from ctmri.dose.structures import TARGET
 
@@ -81,7 +82,10 @@ def _array(d: Any) -> np.ndarray:
 
 def effective_grid(cfg: DoseConfig, spacing: Sequence[float]) -> tuple[float, float]:
     """(dose grid, bixel width) in mm: the profile's, but never finer than the CT's in-plane voxels (pyRadPlan 0.5.0's
-    SSD ray trace fails on a dose grid or bixel finer than a coarse CT)."""
+    SSD ray trace fails on a dose grid or bixel finer than a coarse CT); a non-positive setting is refused."""
+    for what, v in (("dose grid", cfg.grid_mm), ("bixel width", cfg.bixel_mm)):
+        if not (np.isfinite(float(v)) and float(v) > 0):
+            raise DataError(f"The {what} of {float(v):g} mm is not allowed; expected a positive number of mm.")
     floor = max(float(spacing[1]), float(spacing[2]))
     return max(float(cfg.grid_mm), floor), max(float(cfg.bixel_mm), floor)
 

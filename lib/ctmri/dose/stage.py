@@ -1,6 +1,10 @@
-"""Stage 06 (issue 18): per test patient, plans on the CT recomputed on every
-whole-volume sampler's MC-mean sCT (and the default sampler's MC samples) → runs/<profile>/dose.csv, dose_summary.md."""
+"""Stage 06 (issues 18, 24): per test patient, plans on its CT (the raw data set's ct.nii.gz) with the data set's own
+structures, recomputed on every whole-volume sampler's MC-mean sCT (and the default sampler's MC samples) →
+runs/<profile>/dose.csv, dose_summary.md; a data set without structures is skipped in one sentence."""
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -8,18 +12,56 @@ from scipy.stats import spearmanr
 from ctmri import paths
 from ctmri.config import get_profile
 from ctmri.data.intensity import model_to_hu
-from ctmri.data.phantom import make_case
-from ctmri.data.prepare import load_manifest, load_split, unresample_slices
+from ctmri.data.phantom import LABELS_FILE
+from ctmri.data.prepare import load_manifest, load_split, model_slices_to_volume
+from ctmri.data.volumes import MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, lps_spacing, read_image, to_lps
 from ctmri.dose.hu_tables import load_table
 from ctmri.dose.pair import dose_pair
-from ctmri.dose.structures import TARGET, phantom_structures
+from ctmri.dose.structures import STRUCTURES_DIR, TARGET, patient_structures
+
+log = logging.getLogger(__name__)
 
 
-def _volume(case_ct: np.ndarray, slices: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Model-space slices (n, H, W) of one patient back on its (z, y, x) grid in HU; other slices keep the CT."""
-    vol = case_ct.copy()
-    vol[index] = model_to_hu(unresample_slices(slices, case_ct.shape[1:]))
+def _volume(profile: str, pid: str, base: np.ndarray, slices: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Model-space slices (n, H, W) of one patient back on its raw (S, P, L) grid in HU
+    (`prepare.model_slices_to_volume`); the voxels they do not cover keep `base` (the CT)."""
+    back = model_slices_to_volume(profile, pid, slices, index, np.full(base.shape, np.nan, np.float32))
+    covered = np.isfinite(back)
+    vol = np.array(base, np.float32, copy=True)
+    vol[covered] = model_to_hu(back[covered])
     return np.clip(vol, -1024.0, 3071.0)
+
+
+def _patient_folder(source: Path, pid: str) -> Path | None:
+    """A prepared patient's raw folder: <source>/<id> (the id may be a relative path), else a folder of that name."""
+    if (source / pid).is_dir():
+        return source / pid
+    return next((p for p in sorted(source.rglob("*")) if p.is_dir() and p.name == pid), None)
+
+
+def _ct_file(folder: Path) -> Path | None:
+    """The patient folder's CT volume: ct.nii.gz, ct.nii or ct.mha (SynthRAD2023 layout)."""
+    return next((folder / f"ct{s}" for s in NIFTI_SUFFIXES + MHA_SUFFIXES if (folder / f"ct{s}").is_file()), None)
+
+
+def load_patient(source: str | Path, pid: str, margin_mm: float) \
+        -> tuple[np.ndarray, tuple[float, float, float], dict[str, np.ndarray]] | str:
+    """(CT in HU (S, P, L), spacing mm, structures) from one patient's raw folder, or why it has nothing to plan on
+    (a clause: "patient 'x' (folder) has no ...")."""
+    source = Path(source)
+    folder = _patient_folder(source, pid)
+    ct_file = None if folder is None else _ct_file(folder)
+    if ct_file is None:
+        return f"patient {pid!r} has no ct.nii.gz / ct.mha under {source}"
+    ct = read_image(ct_file)
+    found = patient_structures(folder, ct, margin_mm)
+    if found is None:
+        return f"patient {pid!r} ({folder}) has no {STRUCTURES_DIR}/<NAME>.nii.gz, RTSTRUCT .dcm or {LABELS_FILE}"
+    if not np.any(found[0].get(TARGET, False)):
+        raise DataError(f"Patient {pid!r}'s structures ({found[1]}: {', '.join(found[0]) or 'none'}) have no "
+                        f"non-empty {TARGET!r}; the dose stage plans on the structure named {TARGET}.")
+    log.info("Patient %s: structures from %s.", pid, found[1])
+    return to_lps(ct.array, ct.direction).astype(np.float32), lps_spacing(ct), found[0]
 
 
 def _crop(structures: dict[str, np.ndarray], margin_mm: float, dz: float) -> slice:
@@ -52,60 +94,84 @@ def _keep_for_figure(figure: dict, pooled: dict, pid: str, sampler: str, cubes: 
             pooled[modality][1].append(np.abs(c["mean"] - c["ct"])[region])
 
 
+def _write(run: Path, rows: list[dict], unc: list[dict], figure: dict, summary: str) -> None:
+    """dose.csv, dose_uncertainty.csv (with their header when empty), dose_figure.npz and dose_summary.md."""
+    import pandas as pd
+
+    run.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=None if rows else ["patient", "sampler", "modality"]).to_csv(run / "dose.csv",
+                                                                                            index=False)
+    pd.DataFrame(unc, columns=None if unc else ["patient", "sampler", "modality", "spearman", "dose_std_mean_gy"]) \
+        .to_csv(run / "dose_uncertainty.csv", index=False)
+    np.savez_compressed(run / "dose_figure.npz", **figure)
+    (run / "dose_summary.md").write_text(summary)
+
+
+def _skip(run: Path, reasons: list[str]) -> list[dict]:
+    """No test patient has structures: say so in one sentence, write empty tables; the rest of the study runs."""
+    message = (f"Dose stage skipped: none of the {len(reasons)} test patient(s) has structures to plan on "
+               f"({'; '.join(reasons)}).")
+    print(message)
+    log.warning(message)
+    _write(run, [], [], {}, message + "\n")
+    return []
+
+
 def run_dose(profile: str, hu_table: str | None = None) -> list[dict]:
-    """The dose stage of a phantom profile: rows written to runs/<profile>/dose.csv and dose_summary.md."""
+    """The dose stage of a prepared profile (phantom or real data): rows written to runs/<profile>/dose.csv and
+    dose_summary.md; the CT and structures come from the raw data set the manifest names as its source."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     from ctmri.diffusion.samplers import SAMPLERS, default_sampler
     from ctmri.sample.store import load_samples, sample_files
 
-    prof = get_profile(profile)
-    cfg, d = prof.dose, prof.data
-    if load_manifest(profile).get("phantom_first_seed") is None:
-        raise ValueError("The dose stage rebuilds structures from the phantom's labels; for real data use `ctmri dose`.")
+    cfg = get_profile(profile).dose
+    manifest = load_manifest(profile)
+    if not manifest.get("source"):
+        raise DataError(f"The manifest of profile {profile!r} names no source data set; prepare it again.")
     table = load_table(hu_table)
     test = load_split(profile, "test")
+    run = paths.run_dir(profile)
+    loaded = {pid: load_patient(manifest["source"], pid, cfg.ptv_margin_mm)
+              for pid in sorted(set(test.patient.tolist()))}
+    reasons = [v for v in loaded.values() if isinstance(v, str)]
+    if len(reasons) == len(loaded):
+        return _skip(run, reasons)
+    for why in reasons:
+        print(f"Dose stage: {why}, so it is left out.")
     files = {n: p for n, p in sample_files(profile).items() if SAMPLERS[n].evaluation == "volumes"}
     rows: list[dict] = []
     figure: dict[str, np.ndarray] = {}
     pooled: dict[str, tuple[list, list]] = {}
-    for pid in tqdm(sorted(set(test.patient.tolist())), desc="dose: patients"):
-        case = make_case(int(pid.removeprefix("phantom")), d.phantom_shape, d.phantom_spacing,
-                         misregistration_mm=d.misregistration_mm)
+    for pid in tqdm([p for p, v in loaded.items() if not isinstance(v, str)], desc="dose: patients"):
+        raw_ct, spacing, s = loaded[pid]
         sel = test.patient == pid
-        idx = test.slice_index[sel]
-        ct = _volume(case.ct, test.ct[sel, 0], idx)  # the reference through the same resampling as the sCTs
-        s = phantom_structures(case.labels, case.mask, case.spacing, cfg.ptv_margin_mm)
-        z = _crop(s, cfg.z_margin_mm, case.spacing[0])
+        ct = _volume(profile, pid, raw_ct, test.ct[sel, 0], test.slice_index[sel])  # the reference, resampled alike
+        z = _crop(s, cfg.z_margin_mm, spacing[0])
         s = {k: v[z] for k, v in s.items()}
         plans: dict = {}  # optimised once on this patient's CT, recomputed on every sCT
         for name, path in tqdm(files.items(), desc=f"dose: {pid}", leave=False):
             smp = load_samples(path)
             m = smp["patient"] == pid
             order = np.argsort(smp["slice_index"][m])
-            sct = _volume(case.ct, smp["mean"][m, 0][order], smp["slice_index"][m][order])[z]
+            idx = smp["slice_index"][m][order]
+            sct = _volume(profile, pid, raw_ct, smp["mean"][m, 0][order], idx)[z]
             samples = []
             if name == default_sampler() and cfg.mc_doses > 1:
                 k = min(cfg.mc_doses, smp["samples"].shape[1])
-                samples = [_volume(case.ct, smp["samples"][m, j, 0][order], smp["slice_index"][m][order])[z]
-                           for j in range(k)]
-            got, cubes = dose_pair(ct[z], sct, case.spacing, s, TARGET, cfg, table, samples, plans=plans)
+                samples = [_volume(profile, pid, raw_ct, smp["samples"][m, j, 0][order], idx)[z] for j in range(k)]
+            got, cubes = dose_pair(ct[z], sct, spacing, s, TARGET, cfg, table, samples, plans=plans)
             rows += [{"patient": pid, "sampler": name, **r} for r in got]
             if name == default_sampler() or not figure:
                 _keep_for_figure(figure, pooled, pid, name, cubes, s)
-    run = paths.run_dir(profile)
-    df = pd.DataFrame(rows)
-    df.to_csv(run / "dose.csv", index=False)
     unc = [{"patient": r["patient"], "sampler": r["sampler"], "modality": r["modality"], "spearman": r["spearman"],
             "dose_std_mean_gy": r["dose_std_mean_gy"]} for r in rows if "spearman" in r]
     for modality, (std, err) in pooled.items():
         unc.append({"patient": "pooled", "sampler": default_sampler(), "modality": modality,
                     "spearman": float(spearmanr(np.concatenate(std), np.concatenate(err)).statistic),
                     "dose_std_mean_gy": float(np.concatenate(std).mean())})
-    pd.DataFrame(unc).to_csv(run / "dose_uncertainty.csv", index=False)
-    np.savez_compressed(run / "dose_figure.npz", **figure)
-    (run / "dose_summary.md").write_text(summary_markdown(df, cfg.fraction_gy, table.name))
+    _write(run, rows, unc, figure, summary_markdown(pd.DataFrame(rows), cfg.fraction_gy, table.name))
     return rows
 
 

@@ -1,16 +1,21 @@
-"""Structures for planning: from the phantom's tissue labels (prostate PTV, rectum, bladder, femoral heads, body) or a
-user's NIfTI masks; the PTV is the CTV dilated by a margin (ICRU 62)."""
+"""Structures for planning: from the phantom's tissue labels (prostate PTV, rectum, bladder, femoral heads, body), a
+user's NIfTI masks, or a raw patient folder's own (`patient_structures`); PTV = CTV grown by a margin (ICRU 62)."""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from ctmri.data.phantom import LABELS
+from ctmri.data.phantom import LABELS, LABELS_FILE
+from ctmri.data.volumes import MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, Image, lps_spacing, read_image, to_lps
+from ctmri.dose.grid import MASK_HINT, check_same_grid
+from ctmri.dose.rtstruct import masks_from_rtstruct
 
 TARGET = "PTV"
+STRUCTURES_DIR = "structures"   # <patient>/structures/<NAME>.nii.gz: one mask per structure, on the CT grid
 
 
 def dilate_mm(mask: np.ndarray, margin_mm: float, spacing: Sequence[float]) -> np.ndarray:
@@ -43,7 +48,7 @@ def phantom_structures(labels: np.ndarray, body: np.ndarray, spacing: Sequence[f
     (urine), FEMUR_L / FEMUR_R (see `_femoral_heads`), BODY — boolean (z, y, x) masks."""
     prostate = np.isin(labels, [LABELS["prostate"], LABELS["peripheral_zone"]])
     if not prostate.any():
-        raise ValueError("The label map has no prostate voxels, so there is no target to plan on.")
+        raise DataError("The label map has no prostate voxels, so there is no target to plan on.")
     body = body.astype(bool)
     ptv = dilate_mm(prostate, margin_mm, spacing) & body
     bone = np.isin(labels, [LABELS["marrow"], LABELS["cortical_bone"]])
@@ -55,38 +60,103 @@ def phantom_structures(labels: np.ndarray, body: np.ndarray, spacing: Sequence[f
 def require_target(structures: Mapping[str, np.ndarray], target: str) -> np.ndarray:
     """The target's mask, or one clear sentence when it is missing or empty."""
     if target not in structures:
-        raise ValueError(f"No target structure {target!r} was given (have: {', '.join(structures) or 'none'}); "
-                         "pass it with --structures NAME=FILE or --rtstruct FILE, and --target NAME.")
+        raise DataError(f"No target structure {target!r} was given (have: {', '.join(structures) or 'none'}); "
+                        "pass it with --structures NAME=FILE or --rtstruct FILE, and --target NAME.")
     if not np.any(structures[target]):
-        raise ValueError(f"The target structure {target!r} is empty.")
+        raise DataError(f"The target structure {target!r} is empty.")
     if not any(name.upper() in ("BODY", "EXTERNAL") and np.any(m) for name, m in structures.items()):
-        raise ValueError(f"No BODY / EXTERNAL structure among {', '.join(structures)}; the plan needs the patient "
-                         "outline (name one BODY or EXTERNAL).")
+        raise DataError(f"No BODY / EXTERNAL structure among {', '.join(structures)}; the plan needs the patient "
+                        "outline (name one BODY or EXTERNAL).")
     return structures[target]
 
 
 def check_grid(shape: Sequence[int], other: Sequence[int], what: str) -> None:
-    """Refuse a volume or mask on another grid than the CT, in one sentence."""
+    """Refuse an array on another grid than the CT's (shape only: world grids are `dose.grid`'s), in one sentence."""
     if tuple(shape) != tuple(other):
-        raise ValueError(f"The {what} grid {tuple(other)} does not match the CT grid {tuple(shape)}; resample it onto "
-                         "the CT first.")
+        raise DataError(f"The {what} grid {tuple(other)} does not match the CT grid {tuple(shape)}; resample it onto "
+                        "the CT first.")
 
 
-def masks_from_nifti(specs: Sequence[str], ct_shape: Sequence[int], ct_spacing: Sequence[float]) -> dict[str, np.ndarray]:
-    """`name=file.nii.gz` specs → boolean (z, y, x) masks on the CT grid (LPS, as `data.volumes.read_image`)."""
-    from ctmri.data.volumes import read_image
+def _volume_like(file: str | os.PathLike, ct: Image, what: str) -> np.ndarray:
+    """A volume file on the CT's world grid (else one sentence), its voxels in the CT's stored order."""
+    img = read_image(file)
+    check_same_grid(ct, img, what, MASK_HINT)
+    return np.asarray(img.array)
 
+
+def _mask(file: str | os.PathLike, ct: Image, what: str) -> np.ndarray:
+    """A mask file on the CT's world grid as a boolean array in the CT's stored voxel order."""
+    return _volume_like(file, ct, what) > 0.5
+
+
+def masks_from_nifti(specs: Sequence[str], ct: Image) -> dict[str, np.ndarray]:
+    """`name=file.nii.gz` specs → boolean masks on the CT's stored grid (each file's world grid checked)."""
     out: dict[str, np.ndarray] = {}
     for spec in specs:
         name, sep, file = spec.partition("=")
         if not sep or not name or not file:
-            raise ValueError(f"Structure {spec!r}: expected NAME=FILE.")
+            raise DataError(f"Structure {spec!r}: expected NAME=FILE.")
         if not os.path.exists(file):
-            raise ValueError(f"Structure {name!r}: file {file} does not exist.")
-        img = read_image(file)
-        check_grid(ct_shape, img.array.shape, f"structure {name!r}")
-        if not np.allclose(img.spacing, ct_spacing, rtol=1e-3):
-            raise ValueError(f"The structure {name!r} spacing {tuple(img.spacing)} mm does not match the CT spacing "
-                             f"{tuple(ct_spacing)} mm; resample it onto the CT first.")
-        out[name] = np.asarray(img.array) > 0.5
+            raise DataError(f"Structure {name!r}: file {file} does not exist.")
+        out[name] = _mask(file, ct, f"Structure {name!r}")
     return out
+
+
+def _volume_files(folder: Path) -> list[Path]:
+    """The NIfTI / ITK volumes of a folder, in name order."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(NIFTI_SUFFIXES + MHA_SUFFIXES))
+
+
+def _stem(path: Path) -> str:
+    """A volume file's name without its suffix (.nii.gz, .nii, .mha, ...)."""
+    return next(path.name[:-len(s)] for s in NIFTI_SUFFIXES + MHA_SUFFIXES if path.name.endswith(s))
+
+
+def _rtstruct_file(folder: Path) -> Path | None:
+    """The first RT Structure Set among the .dcm files of a patient folder (not its subfolders)."""
+    import pydicom
+
+    for f in sorted(folder.glob("*.dcm")):
+        try:
+            if getattr(pydicom.dcmread(f, stop_before_pixels=True), "Modality", None) == "RTSTRUCT":
+                return f
+        except Exception:  # noqa: BLE001 - an unreadable .dcm is not a structure set
+            continue
+    return None
+
+
+def _body(folder: Path, ct: Image) -> np.ndarray | None:
+    """The patient folder's body mask (mask.nii.gz / .nii / .mha) on the CT's stored grid, or None."""
+    file = next((f for f in _volume_files(folder) if _stem(f) == "mask"), None)
+    return None if file is None else _mask(file, ct, "Body mask")
+
+
+def _phantom_labels(folder: Path, ct: Image, margin_mm: float) -> dict[str, np.ndarray]:
+    """`phantom_structures` of the phantom's label map (and body mask) written beside the CT, in LPS order."""
+    labels = np.rint(to_lps(_volume_like(folder / LABELS_FILE, ct, "Label map"), ct.direction)).astype(np.uint8)
+    body = _body(folder, ct)
+    body = labels != LABELS["air"] if body is None else to_lps(body, ct.direction)
+    return phantom_structures(labels, body, lps_spacing(ct), margin_mm)
+
+
+def patient_structures(folder: str | os.PathLike, ct: Image, margin_mm: float = 7.0) \
+        -> tuple[dict[str, np.ndarray], str] | None:
+    """A raw patient folder's structures as boolean (S, P, L) masks on its CT (`ct`, read from that folder) and
+    where they came from: `structures/<NAME>.nii.gz` masks, else an RTSTRUCT (*.dcm), else the phantom's
+    `phantom_labels.nii.gz`; a BODY from `mask.nii.gz` when none is named; None when the folder has none."""
+    folder = Path(folder)
+    sub = folder / STRUCTURES_DIR
+    files = _volume_files(sub) if sub.is_dir() else []
+    rtstruct = None if files else _rtstruct_file(folder)
+    if files:
+        masks, source = {_stem(f): _mask(f, ct, f"Structure {_stem(f)!r}") for f in files}, str(sub)
+    elif rtstruct is not None:
+        masks, source = masks_from_rtstruct(rtstruct, ct), str(rtstruct)
+    elif (folder / LABELS_FILE).is_file():
+        return _phantom_labels(folder, ct, margin_mm), str(folder / LABELS_FILE)
+    else:
+        return None
+    body = None if any(n.upper() in ("BODY", "EXTERNAL") for n in masks) else _body(folder, ct)
+    if body is not None:
+        masks["BODY"] = body
+    return {n: to_lps(m, ct.direction) for n, m in masks.items()}, source
