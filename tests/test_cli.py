@@ -95,15 +95,16 @@ def test_synthesize_from_the_command_line(tmp_path, capsys: pytest.CaptureFixtur
     case = make_case(5, (5, 32, 32), (6.0, 8.0, 8.0))
     write_nifti(tmp_path / "mr.nii.gz", case.mr, case.spacing)
     write_nifti(tmp_path / "ct.nii.gz", case.ct, case.spacing)
-    argv = ["synthesize", *root, "--input", str(tmp_path / "mr.nii.gz"), "--mc", "2", "--steps", "3", "--dicom",
-            "--no-progress", "--device", "cpu"]
+    argv = ["synthesize", *root, "--profile", "smoke", "--input", str(tmp_path / "mr.nii.gz"), "--mc", "2", "--steps",
+            "3", "--dicom", "--no-progress", "--device", "cpu", "--accept-contrast"]   # a 24-mm model: see test_synthesize
     assert main(argv) == 0
     out = tmp_path / "synthetic" / "mr"
     assert f"to {out}" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["dicom", "sct.json", "sct.nii.gz", "sct_std.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == [".ctmri-output.json", "dicom", "sct.json", "sct.nii.gz", "sct_std.nii.gz"]
     assert main(argv) == 2
     assert "already exists; pass --overwrite" in one_line_error(capsys, "synthesize")
     assert main([*argv, "--overwrite"]) == 0
+    assert json.loads((out / "sct.json").read_text())["profile"] == "smoke"
     bad = [("ct.nii.gz", "looks like a CT in HU"), ("nope.nii.gz", "does not exist")]
     for name, says in bad:
         assert main(["synthesize", *root, "--input", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2

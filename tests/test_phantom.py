@@ -104,7 +104,7 @@ def test_write_synthrad_round_trip(tmp_path) -> None:
     folders = P.write_synthrad(cases, tmp_path)
     assert [f.name for f in folders] == ["phantom003", "phantom004"]
     for f in folders:
-        assert {p.name for p in f.iterdir()} == {"mr.nii.gz", "ct.nii.gz", "mask.nii.gz"}
+        assert {p.name for p in f.iterdir()} == {"mr.nii.gz", "ct.nii.gz", "mask.nii.gz", "phantom_labels.nii.gz"}
     import nibabel as nib
     img = nib.load(str(folders[0] / "ct.nii.gz"))
     assert img.shape == (48, 40, 6)                                   # (x, y, z) on disk

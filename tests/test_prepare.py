@@ -130,8 +130,28 @@ def test_prepare_real_synthrad_folder(root: Path, tmp_path: Path) -> None:
     assert manifest["dataset"] == "synthrad" and sum(manifest["n_slices"].values()) == 18   # every body slice
     s = load_split("smoke", "train")
     assert s.mr.shape[1:] == (1, 16, 16) and s.mask.any()
-    np.testing.assert_allclose(s.pixel_spacing, 56 * 7.0 / 16)      # padded to square, aspect kept
-    np.testing.assert_allclose(s.ct[:, 0, 0], -1, atol=0.01)       # padding rows are air
+    np.testing.assert_allclose(s.pixel_spacing, 24.0)               # the model's pixel, whatever the input's
+    np.testing.assert_allclose(s.ct[:, 0, 0], -1, atol=0.01)       # rows beyond the 280-mm field of view are air
+    assert manifest["model_geometry"]["pixel_mm"] == 24.0
+    grid = manifest["grids"][s.patient[0]]
+    assert grid["source_spacing"] == [5.0, 7.0, 7.0] and grid["step"][1] == pytest.approx(24.0 / 7.0)
+
+
+def test_prepare_puts_the_same_anatomy_at_any_pixel_size_on_the_same_grid(root: Path, tmp_path: Path) -> None:
+    """One phantom patient at 8-mm pixels in a 384-mm field of view and at 4-mm pixels in a 504-mm one (same
+    anatomy): prepared slices agree on the model's 24-mm grid; resized by pixel count they did not (the old bug)."""
+    from ctmri.config import get_profile
+    from ctmri.data.prepare import case_to_slices
+    from ctmri.data.render import phantom_at
+
+    coarse = phantom_at(40, pixel_mm=8.0, slice_mm=10.0, fov_mm=384.0)
+    fine = phantom_at(40, pixel_mm=4.0, slice_mm=10.0, fov_mm=504.0)
+    a, _ = case_to_slices(coarse, get_profile("smoke"))
+    b, _ = case_to_slices(fine, get_profile("smoke"))
+    assert a["mr"].shape == b["mr"].shape
+    body = a["mask"] & b["mask"]
+    assert body.sum() > 0.8 * a["mask"].sum()
+    assert np.abs(a["ct"] - b["ct"])[:, 0][body].mean() < 0.05       # model units (1 = 1500 HU ...)
 
 
 def test_too_few_real_patients(root: Path, tmp_path: Path) -> None:

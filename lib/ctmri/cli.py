@@ -37,7 +37,8 @@ def _sample(a: argparse.Namespace) -> None:
     from ctmri.sample.stage import run_sampler
 
     path = run_sampler(a.profile, a.sampler, mc_samples=a.mc_samples, steps=a.steps)
-    print(f"Wrote {path}")
+    if os.environ.get("RANK", "0") == "0":                 # under torchrun only rank 0 reports (rank 0 writes)
+        print(f"Wrote {path}")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -70,13 +71,15 @@ def _synthesize(a: argparse.Namespace) -> None:
             raise ValueError("--series is not supported by this version's synthesize; give the series folder alone.")
         extra["series"] = a.series
     rec = synthesize(a.input, a.out or None, checkpoint=a.checkpoint or None,
-                     profile=None if a.checkpoint and not a.profile_given else a.profile,
+                     profile=a.profile if a.profile_given else None,
                      sampler=a.sampler or None, mc_samples=a.mc, steps=a.steps, mask=a.mask or None,
                      dicom=a.dicom, device=a.device or None, overwrite=a.overwrite, direction=a.direction or None,
-                     progress=not a.no_progress, save_samples=a.save_samples, **extra)
+                     progress=not a.no_progress, save_samples=a.save_samples,
+                     accept_contrast=a.accept_contrast, **extra)
     files = ", ".join(rec["files"].values())
-    print(f"Wrote {files} to {rec['out']} ({rec['slices']} slices × {rec['mc_samples']} MC, {rec['sampler']}, "
-          f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
+    if os.environ.get("RANK", "0") == "0":                 # under torchrun only rank 0 reports (rank 0 writes)
+        print(f"Wrote {files} to {rec['out']} ({rec['slices']} slices × {rec['mc_samples']} MC, {rec['sampler']}, "
+              f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
 
 
 def _inspect(a: argparse.Namespace) -> None:
@@ -259,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--save-samples", action="store_true", help="also write every MC replicate (sct_samples/), e.g. "
                                                                "for `ctmri dose --sct-samples`")
+    s.add_argument("--accept-contrast", action="store_true", help="convert an input whose intensities differ from the "
+                                                                  "training MR's (refused otherwise; recorded in sct.json)")
     s.add_argument("--series", type=_series, default=None, help="which series of a DICOM folder holding several: "
                    "uid=<SeriesInstanceUID>, desc=<glob on SeriesDescription, e.g. *T2*>, re=<regex>, modality=MR, "
                    "or a bare glob (default: the folder's only series; `ctmri inspect` lists them)")
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             paths.check_writable(root, "root")
             print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
         args.fn(args)
-    except (ValueError, OSError, RuntimeError) as err:  # OSError: missing / unwritable files, existing --out
+    except (ValueError, OSError, RuntimeError, MemoryError) as err:  # OSError: missing / unwritable files, existing --out
         message = " ".join(str(err).split())
         print(f"ctmri {args.command}: {message}", file=sys.stderr)
         return 2

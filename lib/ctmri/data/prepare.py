@@ -7,12 +7,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ctmri import paths
 from ctmri.config import DIRECTIONS, Profile, get_profile
+from ctmri.data import contrast
+from ctmri.data.geometry import SliceGrid, mask_to_model, plan_grid, to_model, to_source
 from ctmri.data.intensity import hu_to_model, normalise_mr
 from ctmri.data.readers import Case, DataError, read_dataset, read_synthrad
 from ctmri.provenance import provenance, save_npz, write_json
@@ -54,53 +56,31 @@ def select_slices(mask: np.ndarray, n: int, min_fraction: float = 0.2) -> np.nda
     return np.unique(np.round(np.linspace(body[0], body[-1], n)).astype(int))
 
 
-def _square_pads(h: int, w: int) -> tuple[int, tuple[tuple[int, int], ...]]:
-    """Side of the square an (n, h, w) stack is padded to, and the np.pad widths (centred)."""
-    side = max(h, w)
-    return side, ((0, 0), ((side - h) // 2, side - h - (side - h) // 2), ((side - w) // 2, side - w - (side - w) // 2))
+def model_geometry(profile: Profile) -> tuple[float, Optional[float]]:
+    """(pixel mm, slice mm or None) the profile's model sees: slices are resampled in z only for a 2.5-D condition
+    on whole volumes (the neighbours must lie `slice_mm` apart)."""
+    d = profile.data
+    z_mm = d.model_slice_mm if (profile.model.context_slices > 0 and d.slices_per_patient == 0) else None
+    return d.model_pixel_mm, z_mm
 
 
-def unresample_slices(images: np.ndarray, shape_hw: Sequence[int]) -> np.ndarray:
-    """The inverse of `resample_slices`: (n, size, size) back to the (n, h, w) grid (resize, crop the padding)."""
-    from skimage.transform import resize
-
-    images = np.asarray(images, np.float32)
-    h, w = (int(v) for v in shape_hw)
-    side, pads = _square_pads(h, w)
-    out = resize(images, (images.shape[0], side, side), order=1, anti_aliasing=False, preserve_range=True,
-                 mode="edge").astype(np.float32)
-    return np.ascontiguousarray(out[:, pads[1][0]:pads[1][0] + h, pads[2][0]:pads[2][0] + w])
-
-
-def resample_slices(images: Sequence[np.ndarray], mask: np.ndarray, size: int, spacing_yx: Sequence[float],
-                    fill: float = -1.0) -> tuple[list[np.ndarray], np.ndarray, tuple[float, float]]:
-    """Pad (n, H, W) stacks to square with `fill`, resize in-plane to size² (anti-aliased; mask by threshold)."""
-    from skimage.transform import resize
-
-    n, h, w = mask.shape
-    side, pads = _square_pads(h, w)
-    out = []
-    for img in images:
-        padded = np.pad(np.asarray(img, np.float32), pads, constant_values=fill)
-        out.append(resize(padded, (n, size, size), order=1, anti_aliasing=side > size, preserve_range=True,
-                          mode="edge").astype(np.float32))
-    m = np.pad(mask.astype(np.float32), pads)
-    m = resize(m, (n, size, size), order=1, anti_aliasing=False, preserve_range=True) > 0.5
-    return out, m, (float(spacing_yx[0]) * side / size, float(spacing_yx[1]) * side / size)
-
-
-def case_to_slices(case: Case, image_size: int, slices_per_patient: int) -> dict[str, np.ndarray]:
-    """One case → its selected slices in model space, resampled: mr, ct, mask, slice_index, pixel_spacing."""
+def case_to_slices(case: Case, profile: Profile) -> tuple[dict[str, np.ndarray], SliceGrid]:
+    """One case → its selected slices on the model's physical grid (data/geometry.py) in model space: mr, ct,
+    mask, slice_index (model slice), pixel_spacing; and the grid that maps them back to the case's voxels."""
     case.validate().check_intensities()
+    d = profile.data
     mask = case.mask if case.mask is not None else body_mask_from_mr(case.mr)
     if not mask.any():
         raise DataError(f"Case {case.id!r}: the body mask is empty; expected a body in the MR volume.")
-    idx = select_slices(mask, slices_per_patient)
-    mr = normalise_mr(case.mr, mask)[idx]
-    ct = hu_to_model(case.ct[idx]).astype(np.float32)
-    (mr, ct), m, pix = resample_slices([mr, ct], mask[idx], image_size, case.spacing[1:])
-    return {"mr": mr[:, None], "ct": ct[:, None], "mask": m, "patient": np.array([case.id] * len(idx)),
-            "slice_index": idx.astype(np.int64), "pixel_spacing": np.tile(np.float32(pix), (len(idx), 1))}
+    pixel_mm, slice_mm = model_geometry(profile)
+    grid = plan_grid(case.mr.shape, case.spacing, d.image_size, pixel_mm, slice_mm, mask, source=f"Case {case.id!r}")
+    m = mask_to_model(mask, grid)
+    idx = select_slices(m, d.slices_per_patient)
+    mr = to_model(normalise_mr(case.mr, mask), grid, fill=-1.0)[idx]
+    ct = to_model(hu_to_model(case.ct).astype(np.float32), grid, fill=-1.0)[idx]
+    pix = np.float32(grid.model_spacing[1:])
+    return ({"mr": mr[:, None], "ct": ct[:, None], "mask": m[idx], "patient": np.array([case.id] * len(idx)),
+             "slice_index": idx.astype(np.int64), "pixel_spacing": np.tile(pix, (len(idx), 1))}, grid)
 
 
 # ----------------------------------------------------------------------------------------------- split
@@ -167,7 +147,9 @@ def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: 
         cases, source = read_dataset(dataset, data_dir), Path(data_dir)
         train_ids, test_ids = split_patients([c.id for c in cases], d.n_test_patients, split_seed)
         train_ids, val_ids = split_validation(train_ids, d.n_val_patients, split_seed)
-    per_case = {c.id: case_to_slices(c, d.image_size, d.slices_per_patient) for c in cases}
+    per_case, grids = {}, {}
+    for c in cases:
+        per_case[c.id], grids[c.id] = case_to_slices(c, profile)
     out = paths.processed_dir(profile.name)
     files, digests, val_digest = {}, hashlib.sha256(direction.encode()), hashlib.sha256(direction.encode())
     (out / "val.npz").unlink(missing_ok=True)               # a stale validation split from an earlier profile
@@ -189,6 +171,10 @@ def prepare_dataset(profile: str | Profile, dataset: str = "phantom", data_dir: 
         "patients": {"train": train_ids, "test": test_ids, "val": val_ids},
         "n_slices": {s: int(sum(len(per_case[i]["patient"]) for i in ids)) for s, ids in splits.items()},
         "volumes": {c.id: {"shape": list(c.shape), "spacing_mm": list(c.spacing)} for c in cases},
+        "model_geometry": {"pixel_mm": model_geometry(profile)[0], "slice_mm": model_geometry(profile)[1]},
+        "grids": {c.id: grids[c.id].to_dict() for c in cases},
+        "mr_stats": contrast.training_stats([per_case[i]["mr" if direction == "mr2ct" else "ct"] for i in train_ids],
+                                            [per_case[i]["mask"] for i in train_ids]),
         "files": files, "digest": digests.hexdigest(),
         "val_digest": val_digest.hexdigest() if val_ids else None, "seconds": round(time.perf_counter() - start, 3),
         "provenance": provenance(profile.name, stage="prepare", dataset=dataset, direction=direction),
@@ -255,7 +241,12 @@ def data_identity(profile: str | Profile) -> dict[str, str]:
     manifest = load_manifest(profile)
     name = profile.name if isinstance(profile, Profile) else str(profile)
     digest = manifest.get("digest") or file_digest(paths.processed_dir(name) / "manifest.json")  # older manifests
-    return {"data_digest": str(digest), "direction": str(manifest.get("direction", "mr2ct"))}
+    info = {"data_digest": str(digest), "direction": str(manifest.get("direction", "mr2ct"))}
+    if manifest.get("mr_stats"):                            # the condition's intensity statistics (data/contrast.py)
+        info["mr_stats"] = manifest["mr_stats"]
+    if manifest.get("model_geometry"):
+        info["model_geometry"] = manifest["model_geometry"]
+    return info
 
 
 def context_stack(images: np.ndarray, patient: np.ndarray, slice_index: np.ndarray, k: int) -> np.ndarray:
@@ -307,8 +298,12 @@ def load_split(profile: str | Profile, split: str, direction: str | None = None,
 
 def model_slices_to_volume(profile: str | Profile, patient: str, slices: np.ndarray, slice_index: np.ndarray,
                            base: np.ndarray) -> np.ndarray:
-    """Model-space slices (n, size, size) of one prepared patient back on its raw (S, P, L) grid; the voxels of
-    slices that were not sampled keep `base` (same shape as the raw volume)."""
-    out = np.array(base, dtype=np.float32, copy=True)
-    out[np.asarray(slice_index, int)] = unresample_slices(slices, base.shape[1:])
-    return out
+    """Model-space slices (n, size, size) of one prepared patient back on its raw (S, P, L) grid (the grid recorded
+    in the manifest); voxels that no given slice reaches keep `base` (same shape as the raw volume)."""
+    grid = SliceGrid.from_dict(load_manifest(profile)["grids"][str(patient)])
+    stack = np.zeros((grid.n_slices, grid.size, grid.size), np.float32)
+    given = np.zeros(grid.n_slices, np.float32)
+    idx = np.asarray(slice_index, int)
+    stack[idx], given[idx] = slices, 1.0
+    reached = to_source(np.broadcast_to(given[:, None, None], stack.shape), grid) > 1 - 1e-4
+    return np.where(reached, to_source(stack, grid), np.asarray(base, np.float32))

@@ -114,4 +114,23 @@ def export_weights(src: str | Path, dst: str | Path, *, profile: str | None = No
                            "exported_from": {"profile": state["profile"], "step": state["step"],
                                              "dtype": str(dtype).replace("torch.", "")}})
     out["ema" if method in DIFFUSION else "generator"] = cast
-    return save_checkpoint(dst, out)
+    save_checkpoint(dst, out)
+    carry_calibration(src, dst)
+    return Path(dst)
+
+
+def carry_calibration(src: str | Path, dst: str | Path) -> Path | None:
+    """Copy the calibration json beside `src` to beside `dst`, naming `dst`'s digest (the file a user loads; synthesize
+    checks it) and keeping the digest of the checkpoint whose samples fitted it."""
+    import json
+
+    from ctmri import paths
+    from ctmri.provenance import file_digest, write_json
+
+    cal = paths.calibration_json(src)
+    if not cal.exists():
+        return None
+    record = json.loads(cal.read_text())
+    record.setdefault("fitted_on_checkpoint_digest", record.get("checkpoint_digest"))
+    record["checkpoint_digest"] = file_digest(dst)
+    return write_json(paths.calibration_json(dst), record)

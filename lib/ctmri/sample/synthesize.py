@@ -1,23 +1,24 @@
 """`ctmri synthesize`: a whole MR volume (NIfTI, .mha, DICOM series) → synthetic CT with its MC uncertainty.
 
-volume (any axis-aligned orientation) → axial (S, P, L) slices exactly as in training (body mask
-from the MR, MR robust scaling, square padding, resize to the model's grid) → Monte-Carlo sampling
-in streamed blocks → back to the input's grid → `sct.nii.gz` (int16 HU, −1000 outside the body),
-`sct_std.nii.gz` (HU), `sct.json` (what made it), optionally `dicom/` (a CT series), and, when the
-checkpoint carries a calibration of this sampler (`<checkpoint stem>.calibration.json` beside it, or a
-"calibration" entry in the checkpoint), `sct_interval90.nii.gz`: the calibrated 90 % interval
-half-width in HU (the true CT lies in sCT ± that with 90 % probability, per tissue class). With a
-`ct2mr` checkpoint the same path takes a CT in HU and writes `smr*` (a synthetic T2w MR).
-Outputs appear only when complete: they are written to a temporary folder beside `out` and
-renamed into place.
+read (any axis-aligned orientation, any voxel size) → prepare: body mask from the MR, MR robust scaling, physical
+resampling to the model's pixel and slice spacing with the body in the model's matrix (data/geometry.py), checks of
+size and contrast against the training data → Monte-Carlo sampling in streamed blocks → back onto the input's exact
+grid in output units → write `sct.nii.gz` (int16 HU, −1000 outside the body), `sct_std.nii.gz` (HU), `sct.json`
+(what made it), optionally `dicom/`, and `sct_interval90.nii.gz` (the calibrated 90 % half-width in HU) only when a
+calibration of these weights, this sampler, steps and MC count is stored with the checkpoint. With a `ct2mr`
+checkpoint the same path takes a CT in HU and writes `smr*`. Outputs appear only when complete, in a folder marked
+as ctmri's (sample/output_folder.py).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,16 +26,20 @@ import numpy as np
 import torch
 
 from ctmri import paths
+from ctmri.data import contrast
+from ctmri.data.geometry import SliceGrid, grid_summary, plan_grid, to_model, to_source
 from ctmri.data.intensity import HU_MAX, HU_MIN, hu_to_model, model_to_hu, normalise_mr, std_to_hu
-from ctmri.sample import shard
-from ctmri.data.prepare import body_mask_from_mr, context_stack, resample_slices, unresample_slices
+from ctmri.data.prepare import body_mask_from_mr, context_stack, model_geometry
 from ctmri.data.readers import HU_AIR_BELOW
 from ctmri.data.volumes import DataError, Image, from_lps, lps_spacing, read_image, to_lps
-from ctmri.provenance import file_digest, provenance, write_json
-from ctmri.sample.mc import monte_carlo
 from ctmri.diffusion.samplers import default_sampler, spec
-from ctmri.sample.settings import default_device, sampler_method, sampler_settings
+from ctmri.evaluate.calibration import Calibration
+from ctmri.provenance import file_digest, provenance, write_json
+from ctmri.sample import input_checks, output_folder, shard
+from ctmri.sample.mc import monte_carlo
+from ctmri.sample.settings import sampler_method, sampler_settings
 
+COMMITTED_PROFILE = "cpu"    # without --profile / --checkpoint: the committed weights of the cpu study (weights/cpu/)
 # The default sampler is the registry's (`default=True`; the best quality per second measured, benchmarks/README.md):
 # without --checkpoint it also picks the checkpoint, runs/<profile>/checkpoints/<its method>.pt; with --checkpoint and
 # no --sampler, the checkpoint method's own default (`method_default=True`).
@@ -97,30 +102,121 @@ def find_calibration(ckpt: Path, sampler: str) -> Optional[dict]:
     return record if record.get("sampler") in (None, sampler) else None
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
-    """Refuse an existing output folder unless `overwrite`; make a fresh temporary folder beside it."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"Output folder {str(out)!r} already exists; pass --overwrite to replace it or "
-                              "choose another --out.")
-    paths.check_writable(out.parent, "output")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as exc:
-        raise PermissionError(f"Cannot create the output folder {str(out)!r} ({exc.strerror}); choose another "
-                              "--out or --root.") from None
-    return tmp
+def interval_refusal(calibration: Optional[dict], ckpt_digest: str, sampler: str, steps: int, mc: int) -> Optional[str]:
+    """Why a calibrated interval cannot be written for these settings (one line), or None when it keeps its promise:
+    a calibration holds for the weights file, sampler, steps and MC count it was fitted with."""
+    if calibration is None:
+        return f"no calibration of sampler {sampler!r} is stored with the checkpoint"
+    recorded = calibration.get("checkpoint_digest")
+    if recorded and recorded != ckpt_digest:
+        return (f"the calibration {calibration.get('file')!r} was fitted on weights with sha256 {recorded[:12]}…, not "
+                f"on the checkpoint loaded ({ckpt_digest[:12]}…)")
+    for what, want, have in (("steps", calibration.get("steps"), steps), ("MC samples", calibration.get("mc_samples"), mc)):
+        if want is not None and int(want) != int(have):
+            return f"the calibration holds for {want} {what}, not the {have} asked for (the spread differs)"
+    return None
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished temporary folder to `out`, replacing an old one only now."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
+@dataclass
+class Prepared:
+    """An input volume on the model's grid: the condition, body masks on both grids, the slices to sample."""
+
+    volume: np.ndarray          # (S, P, L) input, axial order
+    body: np.ndarray            # (S, P, L) bool
+    grid: SliceGrid
+    cond: np.ndarray            # (n_slices, C, size, size): the slice and its 2.5-D neighbours
+    todo: np.ndarray            # model slices that hold body
+    contrast: dict
+
+
+def _prepare(image: Image, loaded, prof, direction: str, ckpt: Path, mask, accept_contrast: bool) -> Prepared:
+    """read → model grid: modality and size checks, body mask, MR scaling, physical resampling, contrast check."""
+    volume = to_lps(image.array, image.direction)          # (S, P, L) axial slices, as in training
+    _check_modality(volume, image, direction, ckpt)
+    body = _read_mask(mask, image) if mask else body_mask(volume, direction)
+    if not body.any():
+        raise DataError(f"No body found in {image.source!r} (the body mask is empty); pass --mask.")
+    pixel_mm, slice_mm = model_geometry(prof)
+    grid = plan_grid(volume.shape, lps_spacing(image), prof.data.image_size, pixel_mm, slice_mm, body,
+                     source=repr(image.source))
+    cover = to_model(body.astype(np.float32), grid, fill=0.0)
+    input_checks.check_size(image, grid, cover > 0.5)
+    cond = normalise_mr(volume, body) if direction == "mr2ct" else hu_to_model(volume).astype(np.float32)
+    cond_m = to_model(cond, grid, fill=-1.0)
+    todo = np.flatnonzero(cover.reshape(grid.n_slices, -1).max(axis=1) > 0)    # slices without body stay air
+    stats = (loaded.meta.get("provenance") or {}).get("mr_stats")
+    verdict = contrast.check(stats, cond_m[todo], cover[todo] > 0.5)
+    if verdict["ok"] is False and not accept_contrast:
+        kind = "MR" if direction == "mr2ct" else "CT"
+        raise DataError(f"{image.source!r}: its intensities inside the body differ from the training {kind}'s (distance "
+                        f"{verdict['distance']:.2f} > {verdict['max_distance']:.2f}: inverted, T1-weighted or another "
+                        "sequence?); pass --accept-contrast to convert it anyway (recorded in the output's json).")
+    if verdict["ok"] is False:
+        warnings.warn(f"{image.source!r}: contrast far from the training data's (distance {verdict['distance']:.2f} > "
+                      f"{verdict['max_distance']:.2f}); converting it because --accept-contrast was given.", stacklevel=2)
+    n = grid.n_slices
+    cond_in = context_stack(cond_m[:, None], np.zeros(n, int), np.arange(n), prof.model.context_slices)
+    return Prepared(volume, body, grid, cond_in, todo, {**verdict, "accepted_by_user": bool(accept_contrast)})
+
+
+def _sample(loaded, sampler: str, prep: Prepared, k_rep: int, steps: int, seed: int, chunk: int, options: dict,
+            device: torch.device, save_samples: bool, progress: bool) -> dict[str, Any]:
+    """Monte-Carlo sampling of the body slices in streamed blocks (under torchrun: every world-th block per rank)."""
+    from tqdm.auto import tqdm
+
+    n_slices, size, todo = prep.grid.n_slices, prep.grid.size, prep.todo
+    mean = np.full((n_slices, size, size), -1.0, np.float32)
+    std = np.zeros((n_slices, size, size), np.float32)
+    seeds = np.zeros((n_slices, k_rep), np.int64)
+    reps = np.full((k_rep, n_slices, size, size), -1.0, np.float32) if save_samples else None
+    block = max(1, chunk // k_rep)
+    seconds, nfe = 0.0, 0.0
+    ranks = shard.current()
+    bar = tqdm(total=len(todo) * k_rep, desc=f"synthesize {sampler} ({len(todo)} slices × {k_rep})", unit="sample",
+               disable=not (progress and ranks.main))
+    blocks = [todo[j:j + block] for j in range(0, len(todo), block)]
+    for b in shard.mine(len(blocks), ranks):
+        idx = blocks[b]
+        res = monte_carlo(loaded.model, loaded.process, sampler, prep.cond[idx], mc_samples=k_rep, steps=steps,
+                          base_seed=seed, chunk_size=chunk, slice_ids=idx, options=options, out_channels=1,
+                          device=device, progress=False, distribute=False)
+        mean[idx], std[idx], seeds[idx] = res["mean"][:, 0], res["std"][:, 0], res["seeds"]
+        if reps is not None:
+            reps[:, idx] = np.moveaxis(res["samples"][:, :, 0], 1, 0)
+        seconds += res["seconds_total"]
+        nfe = res["nfe"]
+        bar.update(len(idx) * k_rep * ranks.world)
+    bar.close()
+    if ranks.world > 1:                                     # each rank holds its own blocks: add them up
+        own = np.zeros(n_slices, bool)
+        for b in shard.mine(len(blocks), ranks):
+            own[blocks[b]] = True
+        rest = np.setdiff1d(np.arange(n_slices), todo)
+        mean = shard.reduce(np.where(own[:, None, None], mean, 0).astype(np.float32), ranks, device)
+        std = shard.reduce(np.where(own[:, None, None], std, 0).astype(np.float32), ranks, device)
+        seeds = shard.reduce(np.where(own[:, None], seeds, 0), ranks, device)
+        if reps is not None:
+            reps = shard.reduce(np.where(own[None, :, None, None], reps, 0).astype(np.float32), ranks, device)
+            reps[:, rest] = -1.0
+        mean[rest] = -1.0
+        nfe = float(shard.reduce(np.array([nfe]), ranks, device, op="max")[0])
+        seconds = float(shard.reduce(np.array([seconds]), ranks, device, op="max")[0])
+    return {"mean": mean, "std": std, "seeds": seeds, "reps": reps, "nfe": nfe, "seconds": seconds}
+
+
+def _to_output_units(model_values: np.ndarray, prep: Prepared, direction: str) -> np.ndarray:
+    """Model-space slices → the input's (S, P, L) grid in output units (int16 HU, −1000 outside the body; or MR)."""
+    values = to_source(model_values, prep.grid)
+    if direction == "mr2ct":
+        return np.where(prep.body, np.clip(np.rint(model_to_hu(values)), HU_MIN, HU_MAX), AIR_HU).astype(np.int16)
+    return np.where(prep.body, (np.clip(values, -1, 1) + 1) * (MR_SCALE / 2), 0.0).astype(np.float32)
+
+
+def _spread_units(std: np.ndarray, prep: Prepared, direction: str) -> np.ndarray:
+    """The MC std on the input's grid in output units (HU, or the synthetic MR's units)."""
+    values = np.maximum(to_source(std, prep.grid), 0.0)
+    scaled = std_to_hu(values) if direction == "mr2ct" else values * (MR_SCALE / 2)
+    return np.where(prep.body, scaled, 0.0).astype(np.float32)
 
 
 def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *,
@@ -128,23 +224,22 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
                sampler: str | None = None, mc_samples: Optional[int] = None, steps: Optional[int] = None,
                mask: str | os.PathLike | None = None, dicom: bool = False, device: str | None = None,
                overwrite: bool = False, direction: str | None = None, chunk_size: Optional[int] = None,
-               seed: Optional[int] = None, progress: bool = True, save_samples: bool = False) -> dict[str, Any]:
+               seed: Optional[int] = None, progress: bool = True, save_samples: bool = False,
+               series: Optional[str] = None, accept_contrast: bool = False) -> dict[str, Any]:
     """Convert one whole volume; returns the record written to `<stem>.json` (with `out` and `files`).
 
-    checkpoint: a `.pt` file, else runs/<profile>/checkpoints/<method of the sampler>.pt.
-    mc_samples: MC replicates per slice (default: the checkpoint profile's). direction: the
-    conversion expected (refused when the checkpoint's differs). chunk_size: samples per forward
-    batch (default: the profile's); slices stream through in blocks of chunk_size // mc_samples.
-    save_samples: also write every MC replicate (`<stem>_samples/<stem>_sample_KK.nii.gz`, HU), e.g. for
-    `ctmri dose --sct-samples` (the dose std of the MC samples).
+    checkpoint: a `.pt` file, else runs/<profile>/checkpoints/<method of the sampler>.pt, else the committed weights
+    (weights/<profile>/, without --profile the committed cpu study's). mc_samples: MC replicates per slice (default:
+    the checkpoint profile's). direction: the conversion expected (refused when the checkpoint's differs).
+    chunk_size: samples per forward batch; slices stream through in blocks of chunk_size // mc_samples.
+    save_samples: also write every MC replicate (`<stem>_samples/`), e.g. for `ctmri dose --sct-samples`.
+    series: which DICOM series of a mixed folder (`uid=…`, `desc=…`, `modality=…`). accept_contrast: convert an
+    input whose intensities differ from the training condition's (refused otherwise).
     """
-    from tqdm.auto import tqdm
-
-    from ctmri.models.checkpoints import load_model
+    from ctmri.models.checkpoints import load_checkpoint, load_model
 
     start = time.perf_counter()
     if sampler is None and checkpoint is not None and Path(checkpoint).exists():
-        from ctmri.models.checkpoints import load_checkpoint
         sampler = default_sampler(load_checkpoint(checkpoint)["method"])
     sampler = sampler or default_sampler()
     method = sampler_method(sampler)
@@ -153,35 +248,48 @@ def synthesize(input: str | os.PathLike, out: str | os.PathLike | None = None, *
             raise ValueError(f"{name} must be at least 1, got {value}.")
     if direction is not None and direction not in OUTPUT_STEM:
         raise ValueError(f"Unknown direction {direction!r}; expected one of {', '.join(OUTPUT_STEM)}.")
+    torch_device = input_checks.resolve_device(device)
     input = Path(input).expanduser()
-    ckpt = Path(checkpoint) if checkpoint else paths.checkpoint_path(profile or "smoke", method)
-    if not checkpoint and not ckpt.exists() and paths.committed_weights(profile or "smoke", method).exists():
-        ckpt = paths.committed_weights(profile or "smoke", method)     # e.g. weights/cpu/vesde.pt, no training needed
+    ckpt = find_checkpoint(checkpoint, profile, method)
     out = Path(out) if out else paths.synthesis_dir(input.name.split(".")[0] or "volume")
-    if not ckpt.exists():
-        raise FileNotFoundError(f"No checkpoint at {str(ckpt)!r}; train one (`ctmri train --profile "
-                                f"{profile or 'smoke'} --method {method}`) or pass --checkpoint.")
-    image = read_image(input)                               # bad input fails before anything is written
+    image = read_image(input, series=series) if series else read_image(input)   # bad input fails before any write
+    input_checks.check_finite(image)
     ranks = shard.join()                                    # under torchrun the ranks share the slices; rank 0 writes
-    tmp = _prepare_out(out, overwrite) if ranks.main else Path(tempfile.mkdtemp(prefix="ctmri-rank-"))
+    inputs = [input] + ([Path(mask)] if mask else [])
+    tmp = output_folder.make_temporary(out, overwrite, inputs) if ranks.main else Path(tempfile.mkdtemp(prefix="ctmri-"))
     try:
-        record = _run(image, input, tmp, out, ckpt, profile, sampler, method, mc_samples, steps, mask, dicom,
-                      torch.device(device or default_device()), direction, chunk_size, seed, progress, start,
-                      load_model, tqdm, save_samples)
+        loaded = load_model(ckpt, torch_device)
+        record = _run(image, tmp, out, ckpt, loaded, profile, sampler, method, mc_samples, steps, mask, dicom,
+                      torch_device, direction, chunk_size, seed, progress, start, save_samples, accept_contrast)
         if ranks.main:
-            _publish(tmp, out)
+            output_folder.publish(tmp, out, "ctmri synthesize")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record
 
 
-def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: str | None, sampler: str,
-         method: str, mc_samples, steps, mask, dicom: bool, device: torch.device, direction: str | None,
-         chunk_size, seed, progress: bool, start: float, load_model, tqdm,
-         save_samples: bool = False) -> dict[str, Any]:
+def find_checkpoint(checkpoint, profile: Optional[str], method: str) -> Path:
+    """--checkpoint, else the profile's trained run, else the committed weights (without --profile: the cpu study's)."""
+    if checkpoint:
+        ckpt = Path(checkpoint).expanduser()
+        if not ckpt.exists():
+            raise FileNotFoundError(f"No checkpoint at {str(ckpt)!r}; pass an existing .pt file to --checkpoint.")
+        return ckpt
+    for name in ([profile] if profile else [COMMITTED_PROFILE]):
+        for ckpt in (paths.checkpoint_path(name, method), paths.committed_weights(name, method)):
+            if ckpt.exists():
+                return ckpt
+    name = profile or COMMITTED_PROFILE
+    raise FileNotFoundError(f"No checkpoint of {method!r} for profile {name!r} (neither {str(paths.checkpoint_path(name, method))!r} "
+                            f"nor committed weights); train one (`ctmri train --profile {name} --method {method}`) or "
+                            "pass --checkpoint.")
+
+
+def _run(image: Image, tmp: Path, out: Path, ckpt: Path, loaded, profile: str | None, sampler: str, method: str,
+         mc_samples, steps, mask, dicom: bool, device: torch.device, direction: str | None, chunk_size, seed,
+         progress: bool, start: float, save_samples: bool, accept_contrast: bool) -> dict[str, Any]:
     from ctmri.config import profile_from_dict
 
-    loaded = load_model(ckpt, device)
     if loaded.method != method:
         raise ValueError(f"Checkpoint {str(ckpt)!r} holds a {loaded.method!r} model; sampler {sampler!r} needs "
                          f"{method!r}.")
@@ -196,103 +304,28 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
     k_rep = 1 if spec(sampler).one_pass else int(mc_samples or prof.sample.mc_samples)
     chunk = int(chunk_size or prof.sample.chunk_size)
     seed = prof.sample.seed if seed is None else int(seed)
-    size = prof.data.image_size
 
-    volume = to_lps(image.array, image.direction)          # (S, P, L) axial slices, as in training
-    _check_modality(volume, image, ckpt_direction, ckpt)
-    body = _read_mask(mask, image) if mask else body_mask(volume, ckpt_direction)
-    if not body.any():
-        raise DataError(f"No body found in {image.source!r} (the body mask is empty); pass --mask.")
-    cond = normalise_mr(volume, body) if ckpt_direction == "mr2ct" else hu_to_model(volume).astype(np.float32)
-    (cond_r,), _, _ = resample_slices([cond], body, size, lps_spacing(image)[1:])
-    todo = np.flatnonzero(body.reshape(body.shape[0], -1).any(axis=1))   # slices without body stay air
-    n_slices = cond_r.shape[0]
-    cond_in = context_stack(cond_r[:, None], np.zeros(n_slices, int), np.arange(n_slices), prof.model.context_slices)
-    mean = np.full(cond_r.shape, -1.0, np.float32)
-    std = np.zeros(cond_r.shape, np.float32)
-    seeds = np.zeros((body.shape[0], k_rep), np.int64)
-    reps = np.full((k_rep,) + cond_r.shape, -1.0, np.float32) if save_samples else None   # (K, S, size, size)
-    block = max(1, chunk // k_rep)
-    sampling_seconds, nfe = 0.0, 0.0
-    bar = tqdm(total=len(todo) * k_rep, desc=f"synthesize {sampler} ({len(todo)} slices × {k_rep})",
-               unit="sample", disable=not progress)
-    ranks = shard.current()                                 # under torchrun: every world-th block on this rank
-    blocks = [todo[j:j + block] for j in range(0, len(todo), block)]
-    for b in shard.mine(len(blocks), ranks):
-        idx = blocks[b]
-        res = monte_carlo(loaded.model, loaded.process, sampler, cond_in[idx], mc_samples=k_rep,
-                          steps=steps, base_seed=seed, chunk_size=chunk, slice_ids=idx, options=options,
-                          out_channels=1, device=device, progress=False, distribute=False)
-        mean[idx], std[idx], seeds[idx] = res["mean"][:, 0], res["std"][:, 0], res["seeds"]
-        if reps is not None:
-            reps[:, idx] = np.moveaxis(res["samples"][:, :, 0], 1, 0)
-        sampling_seconds += res["seconds_total"]
-        nfe = res["nfe"]
-        bar.update(len(idx) * k_rep * ranks.world)
-    bar.close()
-    if ranks.world > 1:                                     # each rank holds its own blocks: add them up
-        own = np.zeros(n_slices, bool)
-        for b in shard.mine(len(blocks), ranks):
-            own[blocks[b]] = True
-        mean = shard.reduce(np.where(own[:, None, None], mean, 0).astype(np.float32), ranks, device)
-        std = shard.reduce(np.where(own[:, None, None], std, 0).astype(np.float32), ranks, device)
-        seeds = shard.reduce(np.where(own[:, None], seeds, 0), ranks, device)
-        if reps is not None:
-            reps = shard.reduce(np.where(own[None, :, None, None], reps, 0).astype(np.float32), ranks, device)
-            reps[:, np.setdiff1d(np.arange(n_slices), todo)] = -1.0
-        mean[np.setdiff1d(np.arange(n_slices), todo)] = -1.0
-        nfe = float(shard.reduce(np.array([nfe]), ranks, device, op="max")[0])
-        sampling_seconds = float(shard.reduce(np.array([sampling_seconds]), ranks, device, op="max")[0])
+    prep = _prepare(image, loaded, prof, ckpt_direction, ckpt, mask, accept_contrast)
+    input_checks.check_memory(prep.grid, k_rep, max(1, chunk // k_rep), prep.cond.shape[1], save_samples)
+    res = _sample(loaded, sampler, prep, k_rep, steps, seed, chunk, options, device, save_samples, progress)
 
-    h, w = body.shape[1:]
-    mean, std = unresample_slices(mean, (h, w)), unresample_slices(std, (h, w))
     stem = OUTPUT_STEM[ckpt_direction]
-    if ckpt_direction == "mr2ct":
-        result = np.where(body, np.clip(np.rint(model_to_hu(mean)), HU_MIN, HU_MAX), AIR_HU).astype(np.int16)
-        spread = np.where(body, std_to_hu(std), 0.0).astype(np.float32)
-        unit = "HU"
-    else:
-        result = np.where(body, (np.clip(mean, -1, 1) + 1) * (MR_SCALE / 2), 0.0).astype(np.float32)
-        spread = np.where(body, std * (MR_SCALE / 2), 0.0).astype(np.float32)
-        unit = f"T2w, model space [-1, 1] mapped to [0, {MR_SCALE:g}]"
-    interval, calibration = None, None
-    if ckpt_direction == "mr2ct":
-        calibration = find_calibration(ckpt, sampler)
-        if calibration is not None:
-            from ctmri.evaluate.calibration import Calibration
-            cal = Calibration.from_dict(calibration["calibration"])
-            interval = np.where(body, cal.half_width(model_to_hu(mean), spread), 0.0).astype(np.float32)
-            interval = from_lps(interval, image.direction)
-    result, spread = from_lps(result, image.direction), from_lps(spread, image.direction)
+    result = _to_output_units(res["mean"], prep, ckpt_direction)
+    spread = _spread_units(res["std"], prep, ckpt_direction)
+    unit = "HU" if ckpt_direction == "mr2ct" else f"T2w, model space [-1, 1] mapped to [0, {MR_SCALE:g}]"
+    ckpt_digest = file_digest(ckpt)
+    calibration = find_calibration(ckpt, sampler) if ckpt_direction == "mr2ct" else None
+    refusal = (interval_refusal(calibration, ckpt_digest, sampler, steps, k_rep) if ckpt_direction == "mr2ct"
+               else "intervals are calibrated for mr2ct only")
+    interval = None
+    if refusal is None:
+        cal = Calibration.from_dict(calibration["calibration"])
+        interval = np.where(prep.body, cal.half_width(model_to_hu(to_source(res["mean"], prep.grid)), spread), 0.0)
+    elif calibration is not None or ckpt_direction == "mr2ct":
+        print(f"ctmri synthesize: no calibrated interval written: {refusal}.", file=sys.stderr)
 
-    from ctmri.data.writers import write_dicom_series, write_nifti_image
-
-    files = {stem: f"{stem}.nii.gz", f"{stem}_std": f"{stem}_std.nii.gz", "record": f"{stem}.json"}
-    write_nifti_image(tmp / files[stem], image, result, description=f"ctmri {sampler} {k_rep} MC mean ({unit})")
-    write_nifti_image(tmp / files[f"{stem}_std"], image, spread, description=f"ctmri {sampler} MC std ({unit})")
-    if interval is not None:
-        level = round(100 * (1 - float(calibration["calibration"]["alpha"])))
-        key = f"{stem}_interval{level}"
-        files[key] = f"{key}.nii.gz"
-        write_nifti_image(tmp / files[key], image, interval,
-                          description=f"ctmri {sampler} calibrated {level}% half-width (HU)")
-    if reps is not None:                                    # every MC replicate, as the mean is written
-        files[f"{stem}_samples"] = f"{stem}_samples/"
-        (tmp / files[f"{stem}_samples"]).mkdir()
-        for k in range(k_rep):
-            rep = unresample_slices(reps[k], (h, w))
-            if ckpt_direction == "mr2ct":
-                rep = np.where(body, np.clip(np.rint(model_to_hu(rep)), HU_MIN, HU_MAX), AIR_HU).astype(np.int16)
-            else:
-                rep = np.where(body, (np.clip(rep, -1, 1) + 1) * (MR_SCALE / 2), 0.0).astype(np.float32)
-            write_nifti_image(tmp / files[f"{stem}_samples"] / f"{stem}_sample_{k:02d}.nii.gz", image,
-                              from_lps(rep, image.direction), description=f"ctmri {sampler} MC sample {k}")
-    if dicom:
-        modality = "CT" if ckpt_direction == "mr2ct" else "MR"
-        write_dicom_series(tmp / "dicom", image, result, modality=modality,
-                           rescale_intercept=-1024.0 if modality == "CT" else 0.0,
-                           series_description=f"ctmri synthetic {modality} ({sampler}, {k_rep} MC)")
-        files["dicom"] = "dicom/"
+    files = _write(tmp, image, stem, sampler, k_rep, unit, result, spread, interval, calibration, res["reps"], prep,
+                   ckpt_direction, dicom)
     ckpt_prov = loaded.meta.get("provenance") or {}
     seconds = time.perf_counter() - start
     record = {
@@ -300,23 +333,60 @@ def _run(image: Image, input: Path, tmp: Path, out: Path, ckpt: Path, profile: s
         "input_digest": file_digest(image.source) if Path(image.source).is_file() else None,
         "shape_zyx": list(image.array.shape), "spacing_zyx_mm": list(image.spacing),
         "origin_lps_mm": [float(v) for v in image.origin], "direction_lps": np.asarray(image.direction).tolist(),
-        "checkpoint": str(ckpt), "checkpoint_digest": file_digest(ckpt), "checkpoint_commit": ckpt_prov.get("git_commit"),
+        "geometry": {"summary": grid_summary(prep.grid), "model_pixel_mm": prep.grid.pixel_mm,
+                     "model_slice_mm": prep.grid.model_spacing[0], "grid": prep.grid.to_dict()},
+        "contrast": prep.contrast,
+        "checkpoint": str(ckpt), "checkpoint_digest": ckpt_digest, "checkpoint_commit": ckpt_prov.get("git_commit"),
         "checkpoint_step": loaded.meta.get("step"), "profile": loaded.profile, "method": method,
         "direction": ckpt_direction, "data_digest": ckpt_prov.get("data_digest"),
-        "sampler": sampler, "steps": steps, "options": options, "nfe": nfe, "mc_samples": k_rep,
-        "seed": seed, "seed_scheme": "rng.replicate_seed(seed, slice, replicate); slice = axial (S, P, L) index",
-        "seeds": seeds.tolist(), "slices": int(body.shape[0]), "slices_sampled": int(len(todo)),
+        "sampler": sampler, "steps": steps, "options": options, "nfe": res["nfe"], "mc_samples": k_rep,
+        "seed": seed, "seed_scheme": "rng.replicate_seed(seed, slice, replicate); slice = the model grid's axial index",
+        "seeds": res["seeds"].tolist(), "slices": int(prep.body.shape[0]), "model_slices": int(prep.grid.n_slices),
+        "slices_sampled": int(len(prep.todo)),
         "mask": str(mask) if mask else "from the input (body_mask_from_mr)", "unit": unit,
         "outside_body": AIR_HU if ckpt_direction == "mr2ct" else 0,
-        "device": str(device), "seconds": round(seconds, 3), "seconds_sampling": round(sampling_seconds, 3),
-        "seconds_per_slice": round(seconds / body.shape[0], 4),
+        "device": str(device), "seconds": round(seconds, 3), "seconds_sampling": round(res["seconds"], 3),
+        "seconds_per_slice": round(seconds / prep.body.shape[0], 4),
         "files": files, "out": str(out),
+        "interval": {"written": interval is not None, "reason": refusal},
         "calibration": None if calibration is None else {
             "file": calibration.get("file"), "sampler": calibration.get("sampler", sampler),
             "alpha": calibration["calibration"]["alpha"], "scales": calibration["calibration"].get("scales"),
             "hu_factors": calibration["calibration"].get("hu_factors") or None,
-            "val_patients": calibration.get("val_patients"), "mc_samples_calibrated": calibration.get("mc_samples")},
+            "val_patients": calibration.get("val_patients"), "mc_samples_calibrated": calibration.get("mc_samples"),
+            "steps_calibrated": calibration.get("steps"), "checkpoint_digest": calibration.get("checkpoint_digest")},
         "provenance": provenance(loaded.profile, stage="synthesize", sampler=sampler, direction=ckpt_direction),
     }
     write_json(tmp / files["record"], record)
     return json.loads(json.dumps(record, default=str))
+
+
+def _write(tmp: Path, image: Image, stem: str, sampler: str, k_rep: int, unit: str, result: np.ndarray,
+           spread: np.ndarray, interval: Optional[np.ndarray], calibration: Optional[dict], reps: Optional[np.ndarray],
+           prep: Prepared, direction: str, dicom: bool) -> dict[str, str]:
+    """Write the outputs on the input's exact grid (voxel order and affine of the file); the names written."""
+    from ctmri.data.writers import write_dicom_series, write_nifti_image
+
+    files = {stem: f"{stem}.nii.gz", f"{stem}_std": f"{stem}_std.nii.gz", "record": f"{stem}.json"}
+    back = lambda v: from_lps(v, image.direction)  # noqa: E731
+    write_nifti_image(tmp / files[stem], image, back(result), description=f"ctmri {sampler} {k_rep} MC mean ({unit})")
+    write_nifti_image(tmp / files[f"{stem}_std"], image, back(spread), description=f"ctmri {sampler} MC std ({unit})")
+    if interval is not None:
+        level = round(100 * (1 - float(calibration["calibration"]["alpha"])))
+        key = f"{stem}_interval{level}"
+        files[key] = f"{key}.nii.gz"
+        write_nifti_image(tmp / files[key], image, back(interval.astype(np.float32)),
+                          description=f"ctmri {sampler} calibrated {level}% half-width (HU)")
+    if reps is not None:                                    # every MC replicate, as the mean is written
+        files[f"{stem}_samples"] = f"{stem}_samples/"
+        (tmp / files[f"{stem}_samples"]).mkdir()
+        for k in range(k_rep):
+            write_nifti_image(tmp / files[f"{stem}_samples"] / f"{stem}_sample_{k:02d}.nii.gz", image,
+                              back(_to_output_units(reps[k], prep, direction)), description=f"ctmri {sampler} MC sample {k}")
+    if dicom:
+        modality = "CT" if direction == "mr2ct" else "MR"
+        write_dicom_series(tmp / "dicom", image, back(result), modality=modality,
+                           rescale_intercept=-1024.0 if modality == "CT" else 0.0,
+                           series_description=f"ctmri synthetic {modality} ({sampler}, {k_rep} MC)")
+        files["dicom"] = "dicom/"
+    return files
