@@ -1,4 +1,6 @@
 """The `ctmri` command: help, and one clear line (exit 2) for bad input instead of a traceback."""
+import json
+
 import numpy as np
 import pytest
 
