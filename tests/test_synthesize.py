@@ -351,7 +351,7 @@ def test_stages_refuse_artifacts_of_other_data(copied_root: Path) -> None:
     assert new != old
     with pytest.raises(RuntimeError, match=f"Samples 'ddpm' were made from data with data_digest '{old}'.*'{new}'"):
         evaluate("smoke")
-    with pytest.raises(RuntimeError, match=f"Checkpoint .*ddpm.pt was trained on data with data_digest '{old}'.*"
+    with pytest.raises(RuntimeError, match=f"Checkpoint .*ddpm.pt was made from data with data_digest '{old}'.*"
                                            f"'{new}'"):
         run_sampler("smoke", "ddpm", mc_samples=2, device="cpu", progress=False)
     with pytest.raises(RuntimeError, match=f"trained on data with data_digest '{old}'.*'{new}'; retrain with `--fresh`"):

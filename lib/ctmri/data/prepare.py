@@ -249,6 +249,17 @@ def data_identity(profile: str | Profile) -> dict[str, str]:
     return info
 
 
+def check_same_data(provenance: dict, profile: str | Profile, what: str, remedy: str) -> None:
+    """Refuse an artifact made from other prepared data (or the other direction) than the profile's, in one sentence
+    naming both: the one compatibility check of train (resume), sample and evaluate."""
+    current = data_identity(profile)
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    for key in ("data_digest", "direction"):
+        if provenance.get(key) not in (None, current[key]):
+            raise RuntimeError(f"{what} was made from data with {key} {provenance[key]!r}, but the prepared data of "
+                               f"profile {name!r} has {current[key]!r}; {remedy}.")
+
+
 def context_stack(images: np.ndarray, patient: np.ndarray, slice_index: np.ndarray, k: int) -> np.ndarray:
     """2.5-D condition (YODA; Honey et al. 2025): each slice's channels, then those of slices -1, +1, ..., -k, +k
     of the same patient, the end slices repeated at a volume's edges. Needs contiguous slices per patient."""

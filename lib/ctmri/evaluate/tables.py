@@ -186,16 +186,12 @@ def _commit_of(d: dict[str, Any]) -> str:
 def check_same_data(profile: str, provs: dict[str, dict]) -> None:
     """Refuse samples made from other prepared data (or the other direction) than the profile's, naming both."""
     from ctmri import paths
-    from ctmri.data.prepare import data_identity
+    from ctmri.data.prepare import check_same_data
 
     if not (paths.processed_dir(profile) / "manifest.json").exists():   # samples built without prepared data
         return
-    current = data_identity(profile)
     for name, prov in provs.items():
-        for key in ("data_digest", "direction"):
-            if prov.get(key) not in (None, current[key]):
-                raise RuntimeError(f"Samples {name!r} were made from data with {key} {prov[key]!r}, but the prepared data "
-                                   f"of profile {profile!r} has {current[key]!r}; resample them (`ctmri sample`).")
+        check_same_data(prov, profile, f"Samples {name!r}", "resample them (`ctmri sample`)")
 
 
 def evaluate(profile: str) -> dict[str, Path]:

@@ -98,11 +98,8 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
         raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
     if loaded.profile != prof.name:
         raise RuntimeError(f"Checkpoint {ckpt} was trained with profile {loaded.profile!r}, not {prof.name!r}.")
-    data_info, ckpt_prov = prepare.data_identity(prof.name), loaded.meta.get("provenance") or {}
-    for key in ("data_digest", "direction"):
-        if ckpt_prov.get(key) not in (None, data_info[key]):
-            raise RuntimeError(f"Checkpoint {ckpt} was trained on data with {key} {ckpt_prov[key]!r}, but the prepared "
-                               f"data of profile {prof.name!r} has {data_info[key]!r}; retrain it (`ctmri train --fresh`).")
+    prepare.check_same_data(loaded.meta.get("provenance") or {}, prof.name, f"Checkpoint {ckpt}",
+                            "retrain it (`ctmri train --fresh`)")
     sel = sampler_slices(prof, sampler, len(data)) if max_slices is None else evaluation_slices(len(data), max_slices)
     cond, target = data.cond[sel], data.target[sel]          # cond[:, :1] is the slice's own (2.5-D: + neighbours)
     wanted = set(prof.sample.trajectory_slices) or set(evaluation_slices(len(data), prof.sample.max_test_slices).tolist())

@@ -33,7 +33,7 @@ from ctmri.data.prepare import body_mask_from_mr, context_stack, model_geometry
 from ctmri.data.readers import HU_AIR_BELOW
 from ctmri.data.volumes import DataError, Image, from_lps, lps_spacing, read_image, to_lps
 from ctmri.diffusion.samplers import default_sampler, spec
-from ctmri.evaluate.calibration import Calibration
+from ctmri.interval import Calibration
 from ctmri.provenance import file_digest, provenance, write_json
 from ctmri.sample import input_checks, output_folder, shard
 from ctmri.sample.mc import monte_carlo
