@@ -349,7 +349,7 @@ def test_stages_refuse_artifacts_of_other_data(copied_root: Path) -> None:
     old = prov["data_digest"]
     new = prepare_dataset("smoke", seed=1)["digest"]                 # other patients: other data
     assert new != old
-    with pytest.raises(RuntimeError, match=f"Samples 'ddpm' were made from data with data_digest '{old}'.*'{new}'"):
+    with pytest.raises(RuntimeError, match=f"Sample file 'ddpm' was made from data with data_digest '{old}'.*'{new}'"):
         evaluate("smoke")
     with pytest.raises(RuntimeError, match=f"Checkpoint .*ddpm.pt was made from data with data_digest '{old}'.*"
                                            f"'{new}'"):

@@ -191,7 +191,7 @@ def check_same_data(profile: str, provs: dict[str, dict]) -> None:
     if not (paths.processed_dir(profile) / "manifest.json").exists():   # samples built without prepared data
         return
     for name, prov in provs.items():
-        check_same_data(prov, profile, f"Samples {name!r}", "resample them (`ctmri sample`)")
+        check_same_data(prov, profile, f"Sample file {name!r}", "resample them (`ctmri sample`)")
 
 
 def evaluate(profile: str) -> dict[str, Path]:

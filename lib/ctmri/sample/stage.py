@@ -110,7 +110,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                       options=options, out_channels=target.shape[1], device=device, progress=progress)
     prov_args = dict(sampler=sampler, method=method, steps=steps, mc_samples=mc_samples, options=options,
                      device=str(device), checkpoint=str(ckpt), checkpoint_step=loaded.meta.get("step"),
-                     checkpoint_digest=file_digest(ckpt), **data_info)
+                     checkpoint_digest=file_digest(ckpt), **prepare.data_identity(prof.name))
     path = paths.samples_path(prof.name, sampler)
     if ranks.main:
         path = _write(path, prof, sampler, method, res, data, sel, cond, target,
