@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ctmri.config import get_profile, profile_from_dict
-from ctmri.data.prepare import has_validation, load_split
+from ctmri.data.slices import has_validation, load_split
 from ctmri.diffusion.processes import VESDE
 from ctmri.diffusion.samplers import default_sampler, spec
 from ctmri.evaluate.uncertainty_report import ALPHA, TISSUE_COLUMNS, calibrate_sampler

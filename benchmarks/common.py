@@ -145,7 +145,7 @@ class EvalSlices:
     """The test slices a benchmark evaluates: cond, target, body mask, their indices in the split, CT in HU."""
 
     def __init__(self, profile: Profile, slices: int):
-        from ctmri.data.prepare import load_split
+        from ctmri.data.slices import load_split
 
         data = load_split(profile.name, "test", context=profile.model.context_slices)
         self.index = evaluation_slices(len(data), slices)

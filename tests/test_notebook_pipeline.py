@@ -72,7 +72,7 @@ def test_samples_agree_with_the_prepared_data_and_the_metrics(smoke_root: Path, 
     """Every samples file follows the contract, holds the test split's own slices (per the manifest), stores MC
     statistics and HU maps that match its replicates, and has one metrics row per slice and variant."""
     from ctmri.data.intensity import model_to_hu, std_to_hu
-    from ctmri.data.prepare import load_split
+    from ctmri.data.slices import load_split
     from ctmri.sample.store import load_samples
 
     monkeypatch.setenv("CTMRI_ROOT", str(smoke_root))

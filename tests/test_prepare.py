@@ -141,7 +141,7 @@ def test_prepare_puts_the_same_anatomy_at_any_pixel_size_on_the_same_grid(root: 
     """One phantom patient at 8-mm pixels in a 384-mm field of view and at 4-mm pixels in a 504-mm one (same
     anatomy): prepared slices agree on the model's 24-mm grid; resized by pixel count they did not (the old bug)."""
     from ctmri.config import get_profile
-    from ctmri.data.prepare import case_to_slices
+    from ctmri.data.slices import case_to_slices
     from ctmri.data.render import phantom_at
 
     coarse = phantom_at(40, pixel_mm=8.0, slice_mm=10.0, fov_mm=384.0)
@@ -164,7 +164,7 @@ def test_too_few_real_patients(root: Path, tmp_path: Path) -> None:
 
 def test_context_stack_puts_the_slice_first_then_its_neighbours_and_repeats_the_edges() -> None:
     """2.5-D condition: channel 0 is the slice itself, then z-1, z+1 (k = 1), within each patient, edges repeated."""
-    from ctmri.data.prepare import context_stack
+    from ctmri.data.slices import context_stack
 
     z = np.array([2, 0, 1, 0, 1])                     # two patients, rows out of order
     patient = np.array(["a", "a", "a", "b", "b"])

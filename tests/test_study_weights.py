@@ -12,7 +12,7 @@ import torch
 from ctmri.config import get_profile
 from ctmri.data.intensity import model_to_hu
 from ctmri.data.phantom import make_case
-from ctmri.data.prepare import case_to_slices, context_stack
+from ctmri.data.slices import case_to_slices, context_stack
 from ctmri.diffusion.samplers import default_sampler, get_sampler
 from ctmri.evaluate.metrics import synthrad_mae
 from ctmri.models.checkpoints import load_checkpoint, load_model

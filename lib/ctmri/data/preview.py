@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from ctmri.data.intensity import model_to_hu
-from ctmri.data.prepare import SliceSet
+from ctmri.data.slices import SliceSet
 
 
 def plot_pairs(slices: SliceSet, indices: Sequence[int] | None = None, n: int = 4, ct_window: tuple = (-400, 1200)):

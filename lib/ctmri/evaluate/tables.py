@@ -186,7 +186,7 @@ def _commit_of(d: dict[str, Any]) -> str:
 def check_same_data(profile: str, provs: dict[str, dict]) -> None:
     """Refuse samples made from other prepared data (or the other direction) than the profile's, naming both."""
     from ctmri import paths
-    from ctmri.data.prepare import check_same_data
+    from ctmri.data.slices import check_same_data
 
     if not (paths.processed_dir(profile) / "manifest.json").exists():   # samples built without prepared data
         return

@@ -413,7 +413,7 @@ def _three_views(vol: np.ndarray) -> list[np.ndarray]:
 
 def _z_aspect(profile: str, patient: str, size: int) -> float:
     """Slice thickness over the in-plane pixel of a patient's prepared volume (1 when the manifest says nothing)."""
-    from ctmri.data.prepare import load_manifest
+    from ctmri.data.slices import load_manifest
     from ctmri.data.readers import DataError
 
     try:

@@ -75,7 +75,7 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     afterwards, when the sampler ran at its default slices, steps and MC count, sample the validation patients too
     (`validation_slices` → `runs/<profile>/calibration/<sampler>.npz`); skipped when the profile has none."""
     from ctmri.models import checkpoints
-    from ctmri.data import prepare
+    from ctmri.data import slices
     from ctmri.provenance import file_digest
     from ctmri.sample import shard
 
@@ -92,13 +92,13 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
     mc_samples = 1 if spec(sampler).one_pass else int(mc_samples or prof.sample.mc_samples)
     device = torch.device(device or default_device())
 
-    data = prepare.load_split(prof.name, "test", context=prof.model.context_slices)
+    data = slices.load_split(prof.name, "test", context=prof.model.context_slices)
     loaded = checkpoints.load_model(ckpt, device)
     if loaded.method != method:
         raise RuntimeError(f"{ckpt} holds a {loaded.method!r} model; sampler {sampler!r} needs {method!r}.")
     if loaded.profile != prof.name:
         raise RuntimeError(f"Checkpoint {ckpt} was trained with profile {loaded.profile!r}, not {prof.name!r}.")
-    prepare.check_same_data(loaded.meta.get("provenance") or {}, prof.name, f"Checkpoint {ckpt}",
+    slices.check_same_data(loaded.meta.get("provenance") or {}, prof.name, f"Checkpoint {ckpt}",
                             "retrain it (`ctmri train --fresh`)")
     sel = sampler_slices(prof, sampler, len(data)) if max_slices is None else evaluation_slices(len(data), max_slices)
     cond, target = data.cond[sel], data.target[sel]          # cond[:, :1] is the slice's own (2.5-D: + neighbours)
@@ -110,15 +110,15 @@ def run_sampler(profile: str | Profile, sampler: str, *, mc_samples: Optional[in
                       options=options, out_channels=target.shape[1], device=device, progress=progress)
     prov_args = dict(sampler=sampler, method=method, steps=steps, mc_samples=mc_samples, options=options,
                      device=str(device), checkpoint=str(ckpt), checkpoint_step=loaded.meta.get("step"),
-                     checkpoint_digest=file_digest(ckpt), **prepare.data_identity(prof.name))
+                     checkpoint_digest=file_digest(ckpt), **slices.data_identity(prof.name))
     path = paths.samples_path(prof.name, sampler)
     if ranks.main:
         path = _write(path, prof, sampler, method, res, data, sel, cond, target,
                       spec(sampler).evaluation if max_slices is None else "subset", prov_args, split="test")
     default_k = 1 if spec(sampler).one_pass else int(prof.sample.mc_samples)
     if (calibration and max_slices is None and mc_samples == default_k and steps == int(default_steps)
-            and prepare.has_validation(prof.name)):
-        val = prepare.load_split(prof.name, "val", context=prof.model.context_slices)
+            and slices.has_validation(prof.name)):
+        val = slices.load_split(prof.name, "val", context=prof.model.context_slices)
         vsel = validation_slices(prof, sampler, len(val))
         vcond, vtarget = val.cond[vsel], val.target[vsel]
         vres = monte_carlo(loaded.model, loaded.process, sampler, vcond, mc_samples=mc_samples, steps=steps,

@@ -29,7 +29,7 @@ from ctmri import paths
 from ctmri.data import contrast
 from ctmri.data.geometry import SliceGrid, grid_summary, plan_grid, to_model, to_source
 from ctmri.data.intensity import HU_MAX, HU_MIN, hu_to_model, model_to_hu, normalise_mr, std_to_hu
-from ctmri.data.prepare import body_mask_from_mr, context_stack, model_geometry
+from ctmri.data.slices import body_mask_from_mr, context_stack, model_geometry
 from ctmri.data.readers import HU_AIR_BELOW
 from ctmri.data.volumes import DataError, Image, from_lps, lps_spacing, read_image, to_lps
 from ctmri.diffusion.samplers import default_sampler, spec
