@@ -210,3 +210,34 @@ def test_through_plane_roughness_is_zero_on_planes_and_ramps_and_6_sigma2_on_whi
     alternating[::2] = False
     with pytest.raises(ValueError, match="no voxel has both z-neighbours"):
         through_plane_roughness(noise, alternating)
+
+
+# ---------------------------------------------------------------------------------------------- hallucination
+
+def test_false_and_missed_bone_fractions_count_the_voxels_they_name() -> None:
+    from ctmri.evaluate.metrics import false_bone_fraction, missed_bone_fraction
+
+    ct = np.full((10, 10), 40.0)
+    ct[:2] = 1000.0                                   # 20 bone voxels
+    mask = np.ones((10, 10), bool)
+    sct = ct.copy()
+    sct[5, :7] = 500.0                                # 7 hallucinated bone voxels in soft tissue
+    sct[0, :5] = 50.0                                 # 5 of the 20 bone voxels missed
+    sct[1, :3] = 200.0                                # 3 bone voxels too dark, but not below 100: not missed
+    assert false_bone_fraction(ct, sct, mask) == pytest.approx(7 / 100)
+    assert missed_bone_fraction(ct, sct, mask) == pytest.approx(5 / 20)
+    mask[5] = False                                   # outside the body: not counted
+    assert false_bone_fraction(ct, sct, mask) == 0.0
+    assert false_bone_fraction(ct, ct, mask) == 0.0 and missed_bone_fraction(ct, ct, mask) == 0.0
+    assert np.isnan(missed_bone_fraction(np.full((4, 4), 40.0), np.full((4, 4), 40.0), np.ones((4, 4), bool)))
+
+
+def test_mae_by_tissue_is_the_mae_over_each_ct_class() -> None:
+    from ctmri.evaluate.metrics import mae_by_tissue
+
+    ct = np.array([[-1000.0, -100.0, 40.0, 1200.0]] * 2)
+    sct = ct + np.array([[300.0, -20.0, 10.0, -400.0], [100.0, 20.0, 30.0, 0.0]])
+    got = mae_by_tissue(ct, sct, np.ones_like(ct, bool))
+    assert got == pytest.approx({"air": 200.0, "fat": 20.0, "soft tissue": 20.0, "bone": 200.0})
+    only_soft = mae_by_tissue(np.full((2, 2), 40.0), np.full((2, 2), 50.0), np.ones((2, 2), bool))
+    assert only_soft["soft tissue"] == 10.0 and np.isnan(only_soft["bone"]) and np.isnan(only_soft["air"])

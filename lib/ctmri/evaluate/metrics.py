@@ -132,6 +132,34 @@ def bone_dice(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray, threshold
     return float(2 * np.sum(a & b) / total) if total else 1.0
 
 
+FALSE_BONE_SCT_HU = 300.0   # a hallucinated-bone voxel: sCT above this where the CT is below FALSE_BONE_CT_HU
+FALSE_BONE_CT_HU = 100.0
+
+
+def false_bone_fraction(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> float:
+    """Hallucinated bone: the share of body voxels where the sCT exceeds 300 HU and the CT is below 100 HU."""
+    ct, sct, m = _check(ct_hu=ct_hu, sct_hu=sct_hu, mask=mask)
+    return float(np.mean((sct[m] > FALSE_BONE_SCT_HU) & (ct[m] < FALSE_BONE_CT_HU))) if m.any() else float("nan")
+
+
+def missed_bone_fraction(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> float:
+    """Missed bone: the share of the CT's bone voxels (> 300 HU) in the body the sCT puts below 100 HU (NaN: none)."""
+    ct, sct, m = _check(ct_hu=ct_hu, sct_hu=sct_hu, mask=mask)
+    bone = m & (ct > FALSE_BONE_SCT_HU)
+    return float(np.mean(sct[bone] < FALSE_BONE_CT_HU)) if bone.any() else float("nan")
+
+
+def mae_by_tissue(ct_hu: np.ndarray, sct_hu: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """MAE (HU, no clipping, as synthrad_mae) inside the body per tissue class of the CT (air / gas, fat, soft tissue,
+    bone; interval.TISSUES), as the Gold Atlas sCT studies report it; NaN for a class with no voxel."""
+    from ctmri.interval import TISSUES, tissue_of
+
+    ct, sct, m = _check(ct_hu=ct_hu, sct_hu=sct_hu, mask=mask)
+    cls = tissue_of(ct)
+    return {name: float(np.mean(np.abs(ct - sct)[m & (cls == k)])) if np.any(m & (cls == k)) else float("nan")
+            for k, name in enumerate(TISSUES)}
+
+
 def uncertainty_score(std: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Model-uncertainty score (study, Fig. 3b): mean of the MC std map, inside the mask when given."""
     if mask is None:

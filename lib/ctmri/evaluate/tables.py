@@ -13,6 +13,9 @@ into `runs/<profile>/`:
                     `evaluation` is "volumes"): SynthRAD2023 MAE / PSNR / SSIM in 3-D, bone Dice, the
                     inter-slice consistency (through-plane roughness of the sCT / the CT's own), the in-plane
                     high-frequency power ratio (median over slices) and the worst slice's MAE / the median's;
+                    hallucinated and missed bone (false_bone: sCT > 300 HU where the CT < 100 HU, share of body
+                    voxels; missed_bone: share of the CT's bone > 300 HU the sCT puts below 100 HU; per slice too)
+                    and the MAE per tissue class of the CT (air / gas, fat, soft tissue, bone);
 - `summary.csv` / `summary.md`  mean ± std over slices per method variant, on the slices every sampler ran (the
                     profile's subset), so that every row compares like with like (markdown: `evaluate.report`);
 - `claims.md` / `claims.json`   the study's claims C1-C5 checked automatically (`evaluate.claims`).
@@ -36,7 +39,8 @@ from ctmri.paths import run_dir, samples_path
 from ctmri.provenance import atomic_path, provenance, write_json
 from ctmri.sample.store import load_samples, sample_files
 
-QUALITY = ("paper_ssim", "paper_psnr", "mae", "psnr", "ssim", "bone_dice")
+QUALITY = ("paper_ssim", "paper_psnr", "mae", "psnr", "ssim", "bone_dice", "false_bone", "missed_bone")
+TISSUE_MAE = {"air": "mae_air", "fat": "mae_fat", "soft tissue": "mae_soft", "bone": "mae_bone"}   # patients.csv
 UNCERTAINTY = ("uncertainty", "uncertainty_hu", "spearman", "ause_hu")
 
 
@@ -54,14 +58,16 @@ def _quality(ct: np.ndarray, pred: np.ndarray, mask: np.ndarray, mr2ct: bool) ->
     if not mr2ct:  # target is MR: the study's [0, 1] metrics only, HU metrics undefined
         unit = lambda x: np.clip((x + 1) / 2, 0, 1)  # noqa: E731
         return {"paper_ssim": M.unit_ssim(unit(ct), unit(pred)), "paper_psnr": M.unit_psnr(unit(ct), unit(pred)),
-                "mae": nan, "psnr": nan, "ssim": nan, "bone_dice": nan}
+                "mae": nan, "psnr": nan, "ssim": nan, "bone_dice": nan, "false_bone": nan, "missed_bone": nan}
     ct_hu, sct_hu = model_to_hu(ct), model_to_hu(pred)
     row = {"paper_ssim": M.paper_ssim(ct_hu, sct_hu), "paper_psnr": M.paper_psnr(ct_hu, sct_hu)}
     if mask.any():
         row.update(mae=M.synthrad_mae(ct_hu, sct_hu, mask), psnr=M.synthrad_psnr(ct_hu, sct_hu, mask),
-                   ssim=_or_nan(M.synthrad_ssim, ct_hu, sct_hu, mask), bone_dice=M.bone_dice(ct_hu, sct_hu, mask))
+                   ssim=_or_nan(M.synthrad_ssim, ct_hu, sct_hu, mask), bone_dice=M.bone_dice(ct_hu, sct_hu, mask),
+                   false_bone=M.false_bone_fraction(ct_hu, sct_hu, mask),
+                   missed_bone=M.missed_bone_fraction(ct_hu, sct_hu, mask))
     else:
-        row.update(mae=nan, psnr=nan, ssim=nan, bone_dice=nan)
+        row.update(mae=nan, psnr=nan, ssim=nan, bone_dice=nan, false_bone=nan, missed_bone=nan)
     return row
 
 
@@ -130,6 +136,9 @@ def patient_metrics(d: dict[str, Any]) -> pd.DataFrame:
                          "ssim": _or_nan(M.synthrad_ssim, ct, sct, m), "bone_dice": M.bone_dice(ct, sct, m),
                          "z_roughness_ratio": _or_nan(_z_roughness_ratio, ct, sct, m),
                          "hf_ratio": float(np.nanmedian(hf)),
+                         "false_bone": M.false_bone_fraction(ct, sct, m),
+                         "missed_bone": M.missed_bone_fraction(ct, sct, m),
+                         **{TISSUE_MAE[k]: v for k, v in M.mae_by_tissue(ct, sct, m).items()},
                          "worst_slice_ratio": _ratio(max(slice_mae), float(np.median(slice_mae)))})
     return pd.DataFrame(rows)
 
@@ -146,6 +155,7 @@ def common_slices(per_slice: pd.DataFrame) -> pd.DataFrame:
 def summarise(per_slice: pd.DataFrame, unc: pd.DataFrame) -> pd.DataFrame:
     """Mean and std (ddof 1) over slices of every metric, one row per method variant, in the study's order."""
     keys = ["label", "sampler", "variant"]
+    per_slice = per_slice.assign(**{q: np.nan for q in QUALITY if q not in per_slice})   # tables of older runs
     agg = per_slice.groupby(keys, sort=False)[list(QUALITY)].agg(["mean", "std"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     first = per_slice.groupby(keys, sort=False)[["K", "seconds_per_sample", "nfe"]].first()
