@@ -22,6 +22,18 @@ NBOUT      := $(RUN)/notebooks
 # Generated, never kept by hand (`python -m ctmri.make_vars`): METHODS, SAMPLERS_<method> and SAMPLERS from the sampler
 # registry, and LIB_<notebook>: the package files each stage imports, transitively, its prerequisites.
 MAKE_VARS  := build/make/vars.mk
+
+# A bad PROFILE / DATASET / DIRECTION / DATA_DIR stops make with one sentence before anything runs or is created
+# (python -m ctmri.check_args); skipped before `make setup` has made the venv.
+NO_ARGS    := setup clean test test-fast lab print-%
+quote       = '$(subst ','\'',$(1))'
+ifneq ($(filter-out $(NO_ARGS),$(or $(MAKECMDGOALS),setup)),)
+ifneq ($(wildcard $(PY)),)
+ARGS_PROBLEM := $(shell $(PY) -m ctmri.check_args --make --profile $(call quote,$(PROFILE)) \
+  --dataset $(call quote,$(DATASET)) --direction $(call quote,$(DIRECTION)) --data-dir $(call quote,$(DATA_DIR)))
+$(if $(ARGS_PROBLEM),$(error $(ARGS_PROBLEM)))
+endif
+endif
 ifneq ($(filter-out setup clean,$(or $(MAKECMDGOALS),setup)),)
 -include $(MAKE_VARS)
 endif
@@ -38,14 +50,16 @@ EXPLORE    := $(NBOUT)/05_explore.html
 DOSE       := $(RUN)/dose.csv
 
 
-# Run one notebook through papermill, export HTML, and log the stage's wall time.
+# Run one notebook through papermill, export HTML, and log the stage's wall time: "<stage> <seconds> s", followed by
+# the note the stage wrote to $CTMRI_STAGE_NOTE, if any (training: "precision=fp32|bf16").
 # $(1) notebook, $(2) output name, $(3) parameters
 define run_notebook
 	@mkdir -p $(NBOUT)
-	@start=$$(date +%s); \
-	$(PAPERMILL) $(1) $(NBOUT)/$(2).ipynb -p profile $(PROFILE) $(3) && \
+	@start=$$(date +%s); note=$(abspath $(NBOUT))/.$(2).note; rm -f $$note; \
+	CTMRI_STAGE_NOTE=$$note $(PAPERMILL) $(1) $(NBOUT)/$(2).ipynb -p profile $(PROFILE) $(3) && \
 	$(PY) -m jupyter nbconvert --to html --log-level WARN $(NBOUT)/$(2).ipynb >/dev/null 2>&1; \
-	status=$$?; echo "$(2) $$(( $$(date +%s) - start )) s" | tee -a $(RUN)/stage_seconds.txt; exit $$status
+	status=$$?; extra=$$(cat $$note 2>/dev/null); rm -f $$note; \
+	echo "$(2) $$(( $$(date +%s) - start )) s$${extra:+ $$extra}" | tee -a $(RUN)/stage_seconds.txt; exit $$status
 endef
 
 .PHONY: setup test test-fast reproduce reproduce-min gpu-check demo data train sample evaluate figures explore bench lab clean

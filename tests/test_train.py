@@ -258,3 +258,45 @@ def test_torchrun_two_processes_agree(scratch_root: Path, tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(*logs, rtol=1e-3)
     diff = max(float((v - one["nets"]["net"][k]).abs().max()) for k, v in state["nets"]["net"].items())
     assert diff < 0.5 * 5 * C.SMOKE.train.lr  # Adam moves a weight by about lr per step; order-of-summation noise is below
+
+
+# ---- precision (issue 24): recorded in the checkpoint, its provenance, the result and the stage note ----------------
+
+def test_a_checkpoint_records_the_precision_it_trained_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctmri import precision as P
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    note = tmp_path / "stage.note"
+    monkeypatch.setenv(T.STAGE_NOTE_ENV, str(note))
+    monkeypatch.delenv(P.ENV, raising=False)
+    r = T.train(TINY, "cnn", steps=3, dataset=toy_data(), progress=False, checkpoint=tmp_path / "default" / "cnn.pt")
+    assert r["precision"] == load_checkpoint(r["checkpoint"])["precision"] == "fp32"   # None: fp32 on the CPU
+    losses = {}
+    for env in ("fp32", "bf16"):
+        monkeypatch.setenv(P.ENV, env)
+        r = T.train(TINY, "cnn", steps=3, dataset=toy_data(), progress=False, checkpoint=tmp_path / env / "cnn.pt")
+        state = load_checkpoint(r["checkpoint"])
+        assert r["precision"] == state["precision"] == state["provenance"]["precision"]["precision"] == env
+        assert r["precision_source"] == "env" and note.read_text() == f"precision={env}\n"
+        losses[env] = pd.read_csv(r["loss_log"])["loss"].to_numpy()
+    assert not np.array_equal(losses["fp32"], losses["bf16"])               # bf16 autocast was really on
+    np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=0.05)
+
+
+def test_a_resumed_auto_run_keeps_its_precision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctmri import precision as P
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(P.ENV, raising=False)
+    monkeypatch.setattr(P, "native_bf16", lambda device: True)
+    monkeypatch.setattr(P, "probe", lambda device: (0.2, 0.1))
+    p = tiny(bf16_autocast="auto")
+    first = T.train(p, "cnn", steps=2, dataset=toy_data(), progress=False)
+    assert (first["precision"], first["precision_source"]) == ("bf16", "measured")
+    P.cache_path().unlink()
+    monkeypatch.setattr(P, "probe", lambda device: (0.1, 0.2))             # this machine would now pick fp32
+    resumed = T.train(p, "cnn", steps=4, dataset=toy_data(), progress=False)
+    assert resumed["resumed_from"] == 2
+    assert (resumed["precision"], resumed["precision_source"]) == ("bf16", "checkpoint")
+    fresh = T.train(p, "cnn", steps=2, dataset=toy_data(), progress=False, resume=False)
+    assert fresh["precision"] == "fp32"

@@ -96,7 +96,10 @@ class TrainConfig:
     sigma_distribution: str = "lognormal"  # VE training sigma: "lognormal" (EDM) or "uniform-t" (t ~ U(eps, 1), study)
     sigma_p_mean: float = -1.2            # lognormal: ln sigma ~ N(p_mean, p_std^2) (Karras 2022)
     sigma_p_std: float = 1.2
-    bf16_autocast: bool | None = None     # bf16 autocast of the networks (None: on CUDA, off on CPU); losses in fp32
+    bf16_autocast: bool | str | None = None  # bf16 autocast of the networks (losses in fp32): True / False; None: on
+    #                                     a CUDA device with native bf16, off on CPU; "auto": where the device has
+    #                                     native bf16 and a probe finds it faster (ctmri/precision.py, cached per
+    #                                     machine); the environment variable CTMRI_PRECISION=fp32|bf16|auto overrides it
     channels_last: bool | None = None     # channels-last memory format of nets and batches (None: on CUDA, off on CPU)
     n_critic: int = 5                     # WGAN-GP critic steps per generator step
     gp_lambda: float = 10.0               # WGAN-GP gradient-penalty weight
@@ -183,9 +186,11 @@ SMOKE = Profile(
 # The cpu study: 3 mm pixels (128² over the 384 mm field of view) and 3 mm slices, whole contiguous volumes (every
 # body slice of a patient), on the 2 cores in <= 90 min. The cpu UNet (base 24, 1-2-4) runs behind a 4x
 # pixel-unshuffle stem (models/patch_stem.py; the critic too): a 128² training step costs 1.3x a 32² one instead of
-# 20x (benchmarks/results/resolution.md). bf16 autocast in training: 1.45x faster on this EPYC (AVX-512 BF16:
-# ddpm 0.19 -> 0.13 s per step of 16, wgan 0.52 -> 0.39), where the same loss and MAE were measured on the Xeon
-# (benchmarks/results/precision.md). Equal budgets: every method takes 3000 optimiser steps of 16 images.
+# 20x (benchmarks/results/resolution.md). Precision "auto" (issue 24): bf16 autocast only on a CPU with native
+# bf16 where a probe finds it faster: on this EPYC (AVX-512 BF16) 1.5-1.7x (ddpm 0.20 -> 0.13 s per step of 16,
+# wgan 0.75 -> 0.51; benchmarks/results/precision_auto.md), with the same loss and MAE as fp32 (measured on the
+# Xeon, benchmarks/results/precision.md); fp32 on an AVX2-only CPU, where a bf16 step took 3.6-11 s against 0.2 s.
+# Equal budgets: every method takes 3000 optimiser steps of 16 images.
 # lr 1e-3 (the WGAN-GP keeps 2e-4): the stem-4 VE model at 2000 steps (bf16, 3 mm data, default sampler, 24
 # held-out slices) reached 298 / 126 / 98 HU at lr 2e-4 / 5e-4 / 1e-3 (high-frequency power 44 / 3.5 / 1.2x
 # the CT's); with the stem's linear skip, 3000 steps at 2e-4 gave 210 HU, without it 391 HU.
@@ -211,7 +216,7 @@ CPU = Profile(
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4, context_slices=1),
     process=ProcessConfig(ddpm_parametrisation="v"),
     train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=2,
-                      ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20, bf16_autocast=True),
+                      ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20, bf16_autocast="auto"),
     sample=SampleConfig(mc_samples=10, max_test_slices=6, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250}),
 )

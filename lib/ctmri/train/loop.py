@@ -1,11 +1,11 @@
 """One training loop for ddpm, vesde, cnn and wgan: Adam, EMA, flips, step budget or the study's epoch rule,
-atomic checkpoints, exact resume, DDP through torchrun (nccl on GPU, gloo on CPU), bf16 autocast on GPU."""
+atomic checkpoints, exact resume, DDP through torchrun (nccl on GPU, gloo on CPU), bf16 autocast where the device
+runs it natively and faster (ctmri/precision.py)."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import csv
-import functools
 import hashlib
 import json
 import os
@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ctmri import config as C
 from ctmri import paths
+from ctmri import precision as P
 from ctmri.models.build import DIFFUSION, build_model
 from ctmri.models.checkpoints import convention_of, load_checkpoint, plain, save_checkpoint
 from ctmri.diffusion.precond import convention_for, from_description
@@ -30,6 +31,9 @@ from ctmri.provenance import provenance
 from ctmri.data.prepare import data_identity
 from ctmri.rng import seed_of
 from ctmri.train.steps import Batches, StepContext, train_step
+
+
+STAGE_NOTE_ENV = "CTMRI_STAGE_NOTE"
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,27 @@ def _check_same_data(state: dict, data_info: dict, path: Path, profile: str) -> 
                                f"of profile {profile!r} has {data_info[key]!r}; retrain with `--fresh`.")
 
 
+def choose_precision(cfg: C.TrainConfig, device: torch.device, info: DistInfo, state: dict | None) -> P.Decision:
+    """fp32 or bf16 autocast (`precision.decide`; under DDP rank 0 decides for all); noted for the stage line."""
+    resumed = state.get("precision") if state is not None else None
+    decision = P.decide(cfg.bf16_autocast, device, resumed=resumed) if info.rank == 0 else None
+    if info.world > 1:
+        box = [decision]
+        dist.broadcast_object_list(box, src=0)
+        decision = box[0]
+    if info.rank == 0:
+        note_stage(f"precision={decision.precision}")
+    return decision
+
+
+def note_stage(text: str) -> None:
+    """Write `text` to the file named by $CTMRI_STAGE_NOTE: the Makefile appends it to the stage's line of
+    runs/<profile>/stage_seconds.txt."""
+    target = os.environ.get(STAGE_NOTE_ENV)
+    if target:
+        Path(target).write_text(text + "\n")
+
+
 def train(profile: str | C.Profile, method: str, *, steps: int | None = None, resume: bool = True,
           device: str | torch.device | None = None, progress: bool = True, dataset: Any = None,
           checkpoint: str | Path | None = None) -> dict[str, Any]:
@@ -226,8 +251,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
     resumed_from = step if state is not None else None
 
     nets = {k: DDP(n, device_ids=[device.index] if cuda else None) if info.world > 1 else n for k, n in raw.items()}
-    bf16 = cuda if cfg.bf16_autocast is None else bool(cfg.bf16_autocast)
-    autocast = (functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext)
+    decision = choose_precision(cfg, device, info, state)
+    autocast = P.autocast_factory(decision, device)
     process = make_process(method, p.process) if method in DIFFUSION else None
     convention = None
     if method in DIFFUSION:
@@ -261,8 +286,9 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
             "train_state": {"seconds": seconds, "rule_history": history, "world_size": info.world,
                             "window": [{k: float(v) for k, v in r.items()} for r in window],
                             "epoch_losses": [float(v) for v in epoch_losses]},
+            "precision": decision.precision,
             "provenance": plain(provenance(p.name, method=method, device=str(device), world_size=info.world,
-                                           **data_info)),
+                                           precision=decision.describe(), **data_info)),
         })
 
     bar = None
@@ -318,7 +344,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
             "step": step, "steps_this_run": done, "resumed_from": resumed_from, "stopped_by": stopped_by,
             "epochs": len(history), "final_loss": last_loss, "seconds": run_seconds, "seconds_total": seconds,
             "images_per_second": done * cfg.batch_size / run_seconds if done and run_seconds > 0 else None,
-            "device": str(device), "world_size": info.world, "weights_sha256": digest}
+            "device": str(device), "world_size": info.world, "weights_sha256": digest,
+            "precision": decision.precision, "precision_source": decision.source}
 
 
 def main(argv: list[str] | None = None) -> int:
