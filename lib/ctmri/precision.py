@@ -160,7 +160,7 @@ def _pass_seconds(net: nn.Module, x: torch.Tensor, bf16: bool) -> float:
 def probe(device: torch.device, budget_s: float = 2.0, max_pairs: int = 20) -> tuple[float, float]:
     """(fp32, bf16) seconds per forward + backward pass of a small conv net (batch 8, 32 -> 64 channels, 32²): the
     fastest pass of each, alternating fp32 and bf16 passes after one untimed pass each, for about `budget_s`
-    seconds (at least 2 pairs, at most `max_pairs`). On the CPU it runs on one thread in CPU time: bf16's gain there
+    seconds (at least 2 pairs, at most `max_pairs`; 1 when bf16 is twice as slow). On the CPU it runs on one thread in CPU time: bf16's gain there
     is per-core throughput (AVX-512 BF16, AMX), and CPU time does not count a neighbour's load."""
     g = torch.Generator().manual_seed(0)
     net = _probe_net().to(device)
@@ -173,8 +173,8 @@ def probe(device: torch.device, budget_s: float = 2.0, max_pairs: int = 20) -> t
         best = {False: float("inf"), True: float("inf")}
         start = time.perf_counter()
         for pair in range(max_pairs):
-            if pair >= 2 and time.perf_counter() - start > budget_s:
-                break
+            if pair >= 2 and time.perf_counter() - start > budget_s or pair >= 1 and best[True] > 2 * best[False]:
+                break                       # time is up, or bf16 is clearly slower (emulated)
             for bf16 in (False, True):
                 best[bf16] = min(best[bf16], _pass_seconds(net, x, bf16))
     finally:
