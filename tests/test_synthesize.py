@@ -354,7 +354,7 @@ def test_stages_refuse_artifacts_of_other_data(copied_root: Path) -> None:
     with pytest.raises(RuntimeError, match=f"Checkpoint .*ddpm.pt was made from data with data_digest '{old}'.*"
                                            f"'{new}'"):
         run_sampler("smoke", "ddpm", mc_samples=2, device="cpu", progress=False)
-    with pytest.raises(RuntimeError, match=f"trained on data with data_digest '{old}'.*'{new}'; retrain with `--fresh`"):
+    with pytest.raises(RuntimeError, match=f"Checkpoint .*ddpm.pt was made from data with data_digest '{old}'.*'{new}'; retrain with `--fresh`"):
         train("smoke", "ddpm", steps=4, progress=False)
 
 

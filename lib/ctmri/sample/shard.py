@@ -3,43 +3,11 @@ over the process group (gloo on CPU, nccl on GPU). Every pair has its own genera
 pairs as in one process, so the samples equal one process's (tests/test_shard.py runs 2 CPU ranks)."""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True)
-class Ranks:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        """Whether this rank writes the files (rank 0)."""
-        return self.rank == 0
-
-
-def join() -> Ranks:
-    """This process's rank: joins torchrun's process group when WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Ranks()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
-    return Ranks(dist.get_rank(), dist.get_world_size())
-
-
-def current() -> Ranks:
-    """The rank and world of an initialised process group, else one process."""
-    if dist.is_available() and dist.is_initialized():
-        return Ranks(dist.get_rank(), dist.get_world_size())
-    return Ranks()
+from ctmri.distributed import Ranks, current, join  # noqa: F401  (the one torchrun join, re-exported)
 
 
 def mine(n_chunks: int, ranks: Ranks) -> list[int]:

@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ctmri import config as C
+from ctmri import distributed
+from ctmri.distributed import Ranks
 from ctmri import paths
 from ctmri import precision as P
 from ctmri.models.build import DIFFUSION, build_model
@@ -28,7 +29,7 @@ from ctmri.models.checkpoints import convention_of, load_checkpoint, plain, save
 from ctmri.diffusion.precond import convention_for, from_description
 from ctmri.diffusion.processes import make_process
 from ctmri.provenance import provenance
-from ctmri.data.prepare import data_identity
+from ctmri.data.slices import check_same_data, data_identity
 from ctmri.rng import seed_of
 from ctmri.train.steps import Batches, StepContext, train_step
 
@@ -36,29 +37,7 @@ from ctmri.train.steps import Batches, StepContext, train_step
 STAGE_NOTE_ENV = "CTMRI_STAGE_NOTE"
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    created: bool = False  # this call initialised the process group (and tears it down)
-
-
-def init_distributed() -> DistInfo:
-    """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    created = not dist.is_initialized()
-    if created:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local, created)
-
-
-def pick_device(device: str | torch.device | None, info: DistInfo) -> torch.device:
+def pick_device(device: str | torch.device | None, info: Ranks) -> torch.device:
     """`device`, else cuda (cuda:LOCAL_RANK under DDP) when available, else cpu."""
     if device is not None:
         device = torch.device(device)
@@ -78,7 +57,7 @@ def load_training_data(profile: C.Profile, dataset: Any = None) -> tuple[torch.T
         if not split.exists():
             raise FileNotFoundError(f"No processed training data for profile {profile.name!r} at {split}; run "
                                     f"`make data PROFILE={profile.name}` (notebook 00_prepare_data) first.")
-        from ctmri.data.prepare import load_split
+        from ctmri.data.slices import load_split
         dataset = load_split(profile.name, "train", context=profile.model.context_slices)
     cond, target = dataset if isinstance(dataset, (tuple, list)) else (dataset.cond, dataset.target)
     cond, target = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (cond, target))
@@ -158,16 +137,7 @@ def _check_resumable(state: dict, profile: C.Profile, path: Path) -> None:
                            f"the profile asks for {now['data']['image_size']}; train afresh with resume=False.")
 
 
-def _check_same_data(state: dict, data_info: dict, path: Path, profile: str) -> None:
-    """Refuse to resume a checkpoint trained on other prepared data (or the other direction)."""
-    saved = state.get("provenance") or {}
-    for key in ("data_digest", "direction"):
-        if saved.get(key) not in (None, data_info[key]):
-            raise RuntimeError(f"Checkpoint {path} was trained on data with {key} {saved[key]!r}, but the prepared data "
-                               f"of profile {profile!r} has {data_info[key]!r}; retrain with `--fresh`.")
-
-
-def choose_precision(cfg: C.TrainConfig, device: torch.device, info: DistInfo, state: dict | None) -> P.Decision:
+def choose_precision(cfg: C.TrainConfig, device: torch.device, info: Ranks, state: dict | None) -> P.Decision:
     """fp32 or bf16 autocast (`precision.decide`; under DDP rank 0 decides for all); noted for the stage line."""
     resumed = state.get("precision") if state is not None else None
     decision = P.decide(cfg.bf16_autocast, device, resumed=resumed) if info.rank == 0 else None
@@ -200,7 +170,7 @@ def train(profile: str | C.Profile, method: str, *, steps: int | None = None, re
     C.check_method(method)
     p = C.get_profile(profile)
     cfg = p.train
-    info = init_distributed()
+    info = distributed.join()
     try:
         return _train(p, method, cfg, info, steps, resume, pick_device(device, info), progress, dataset,
                       Path(checkpoint) if checkpoint else paths.checkpoint_path(p.name, method))
@@ -209,7 +179,7 @@ def train(profile: str | C.Profile, method: str, *, steps: int | None = None, re
             dist.destroy_process_group()
 
 
-def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps: int | None, resume: bool,
+def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: Ranks, steps: int | None, resume: bool,
            device: torch.device, progress: bool, dataset: Any, ckpt_path: Path) -> dict[str, Any]:
     state = None
     if resume and ckpt_path.exists():
@@ -218,7 +188,7 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: DistInfo, steps:
     cond, target = load_training_data(p, dataset)
     data_info = {} if dataset is not None else data_identity(p.name)
     if state is not None and data_info:
-        _check_same_data(state, data_info, ckpt_path, p.name)
+        check_same_data(state.get("provenance") or {}, p.name, f"Checkpoint {ckpt_path}", "retrain with `--fresh`")
     cuda = device.type == "cuda"
     channels_last = cuda if cfg.channels_last is None else bool(cfg.channels_last)
     batches = Batches(cond, target, cfg.batch_size, cfg.seed, info.rank, info.world, device, channels_last=channels_last)
