@@ -11,6 +11,7 @@ import os
 import sys
 
 from ctmri import __version__
+from ctmri.distributed import is_main_process
 
 
 def _prepare(a: argparse.Namespace) -> None:
@@ -37,7 +38,7 @@ def _sample(a: argparse.Namespace) -> None:
     from ctmri.sample.stage import run_sampler
 
     path = run_sampler(a.profile, a.sampler, mc_samples=a.mc_samples, steps=a.steps)
-    if os.environ.get("RANK", "0") == "0":                 # under torchrun only rank 0 reports (rank 0 writes)
+    if is_main_process():                                  # under torchrun only rank 0 reports (rank 0 writes)
         print(f"Wrote {path}")
 
 
@@ -77,7 +78,7 @@ def _synthesize(a: argparse.Namespace) -> None:
                      progress=not a.no_progress, save_samples=a.save_samples,
                      accept_contrast=a.accept_contrast, **extra)
     files = ", ".join(rec["files"].values())
-    if os.environ.get("RANK", "0") == "0":                 # under torchrun only rank 0 reports (rank 0 writes)
+    if is_main_process():                                  # under torchrun only rank 0 reports (rank 0 writes)
         print(f"Wrote {files} to {rec['out']} ({rec['slices']} slices × {rec['mc_samples']} MC, {rec['sampler']}, "
               f"{rec['seconds']:.1f} s, {rec['seconds_per_slice']:.3f} s per slice).")
 
@@ -310,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         get_profile(args.profile)
         if args.command not in ("synthesize", "samplers", "dose", "inspect"):
             paths.check_writable(root, "root")
-            print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
+            if is_main_process():
+                print(f"ctmri {args.command}: outputs under {root} (--root or CTMRI_ROOT to change)", flush=True)
         args.fn(args)
     except (ValueError, OSError, RuntimeError, MemoryError) as err:  # OSError: missing / unwritable files, existing --out
         message = " ".join(str(err).split())

@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
-import torch.distributed as dist
-
 
 @dataclass(frozen=True)
 class Ranks:
@@ -26,6 +23,9 @@ class Ranks:
 
 def join() -> Ranks:
     """Join torchrun's process group when WORLD_SIZE > 1; one process otherwise."""
+    import torch
+    import torch.distributed as dist
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
@@ -40,6 +40,8 @@ def join() -> Ranks:
 
 def current() -> Ranks:
     """The rank and world of an initialised process group, else one process."""
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return Ranks()
