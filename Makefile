@@ -66,12 +66,12 @@ endef
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/torch.txt requirements/no-deps.txt
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements/torch.txt
 	$(PY) -m pip install --quiet -e '.[dev,dose]'
-	$(PY) -m pip install --quiet --no-deps pyradplan==0.5.0 pymedphys==0.41.0  # their own deps: pydantic-ai, SDKs, ...
+	$(PY) -m pip install --quiet --no-deps -r requirements/no-deps.txt  # their own deps: pydantic-ai, SDKs, ...
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ctmri)" >/dev/null
 	@touch $@
 
