@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from ctmri import rng
 from ctmri.diffusion import losses
+from ctmri.train import losses as baseline_losses
 from ctmri.diffusion.precond import VEPreconditioned, VEScoreOverStd
 from ctmri.diffusion.processes import DDPM, VESDE
 
@@ -142,7 +144,7 @@ def test_per_sample_generators_split_like_the_batch() -> None:
 
 def test_mse_loss() -> None:
     x0, y = gaussian_batch(4)
-    assert torch.isclose(losses.mse_loss(Zero(), x0, y), (x0**2).mean())
+    assert torch.isclose(baseline_losses.mse_loss(Zero(), x0, y), (x0**2).mean())
 
 
 class LinearCritic(nn.Module):
@@ -167,11 +169,11 @@ def test_wgan_losses_match_their_formula() -> None:
     w_norm = 0.5 * 4  # ‖w‖ over 16 pixels
     d_real, d_fake = (critic(x0, y)).mean(), critic(g(None, y), y).mean()
     expected = d_fake - d_real + 10.0 * (w_norm - 1) ** 2
-    got = losses.critic_loss(critic, g, x0, y, gen(0), gp_lambda=10.0)
+    got = baseline_losses.critic_loss(critic, g, x0, y, gen(0), gp_lambda=10.0)
     assert torch.isclose(got, expected, atol=1e-5)
     got.backward()
     assert critic.w.grad is not None and torch.isfinite(critic.w.grad).all()  # GP is differentiable in θ
-    g_loss, mse, w = losses.generator_loss(g, critic, x0, y, mse_weight=100.0)
+    g_loss, mse, w = baseline_losses.generator_loss(g, critic, x0, y, mse_weight=100.0)
     assert torch.isclose(mse, ((x0 + 0.5) ** 2).mean())
     assert float(w) == 1.0 and torch.isclose(g_loss, -d_fake + 100.0 * mse)
 
@@ -182,7 +184,7 @@ def test_adaptive_adversarial_weight_balances_the_gradients() -> None:
     net = nn.Conv2d(1, 1, 3, padding=1)
     gen_net = lambda _x, cond: net(cond)  # noqa: E731
     critic = LinearCritic(3.0)
-    loss, mse, w = losses.generator_loss(gen_net, critic, x0, y + 0.3, mse_weight=100.0, adv_ratio=0.1,
+    loss, mse, w = baseline_losses.generator_loss(gen_net, critic, x0, y + 0.3, mse_weight=100.0, adv_ratio=0.1,
                                          last_layer=net.weight)
     fid = 100.0 * ((net(y + 0.3) - x0) ** 2).mean()
     adv = -critic(net(y + 0.3), y + 0.3).mean()
@@ -192,7 +194,7 @@ def test_adaptive_adversarial_weight_balances_the_gradients() -> None:
 
 
 def test_uniform_and_randint_ranges() -> None:
-    u = losses.uniform(1000, gen(0), 1e-5, 1.0)
+    u = rng.uniform(1000, gen(0), 1e-5, 1.0)
     assert u.min() >= 1e-5 and u.max() <= 1.0 and math.isclose(float(u.mean()), 0.5, abs_tol=0.05)
-    t = losses.randint(1000, 1000, [gen(i) for i in range(1000)])
+    t = rng.randint(1000, 1000, [gen(i) for i in range(1000)])
     assert t.min() >= 0 and t.max() < 1000 and t.dtype == torch.int64

@@ -34,3 +34,37 @@ MC_STREAM = 4  # seed_of(base, MC_STREAM, slice, replicate); training uses strea
 def replicate_seed(base_seed: int, slice_index: int, replicate: int) -> int:
     """Seed of MC replicate k of test slice i: seed_of(base, MC stream, i, k), so one sample regenerates alone."""
     return seed_of(base_seed, MC_STREAM, slice_index, replicate)
+
+
+def device_of(generator: GeneratorArg) -> torch.device:
+    """The device a generator (or the first of a list) draws on; cpu for None."""
+    if generator is None:
+        return torch.device("cpu")
+    return (generator if isinstance(generator, torch.Generator) else generator[0]).device
+
+
+def per_sample(draw, n: int, generator: GeneratorArg) -> torch.Tensor:
+    """Concatenate `draw(k, g)` over the batch: one call for a single generator, one per element for a list."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return draw(n, generator)
+    if len(generator) != n:
+        raise ValueError(f"Got {len(generator)} generators for a batch of {n}; expected one each.")
+    return torch.cat([draw(1, g) for g in generator])
+
+
+def uniform(n: int, generator: GeneratorArg, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """n draws from U(low, high), float64."""
+    dev = device_of(generator)
+    u = per_sample(lambda k, g: torch.rand(k, generator=g, device=dev, dtype=torch.float64), n, generator)
+    return low + (high - low) * u
+
+
+def randint(high: int, n: int, generator: GeneratorArg) -> torch.Tensor:
+    """n integers uniform in [0, high)."""
+    dev = device_of(generator)
+    return per_sample(lambda k, g: torch.randint(0, high, (k,), generator=g, device=dev), n, generator)
+
+
+def noise_like(x: torch.Tensor, generator: GeneratorArg) -> torch.Tensor:
+    """z ~ N(0, I) shaped like x (float32), drawn from `generator`."""
+    return randn(x.shape, generator, device=device_of(generator)).to(x.device)

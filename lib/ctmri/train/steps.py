@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from ctmri.diffusion import losses
+from ctmri.rng import uniform
+from ctmri.train import losses as baseline_losses
 from ctmri.rng import make_generator, seed_of
 
 
@@ -51,7 +53,7 @@ class Batches:
         """(cond, target, generators) of this rank's shard; each sample flipped left-right with p = 1/2."""
         idx = self.indices(step, stream)[self.positions.start:self.positions.stop]
         gens = [make_generator(seed_of(self.seed, 0, step, stream, b)) for b in self.positions]
-        flip = losses.uniform(len(gens), gens) < 0.5
+        flip = uniform(len(gens), gens) < 0.5
         c, x = self.cond[idx], self.target[idx]
         c = torch.where(flip[:, None, None, None], c.flip(-1), c)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -88,13 +90,13 @@ def wgan_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
     for j in range(1, cfg.n_critic + 1):
         c, x, gens = ctx.batches.get(step, stream=j)
         with ctx.autocast():
-            d_loss = losses.critic_loss(ctx.nets["critic"], ctx.raw["net"], x, c, gens, cfg.gp_lambda)
+            d_loss = baseline_losses.critic_loss(ctx.nets["critic"], ctx.raw["net"], x, c, gens, cfg.gp_lambda)
         optimise(ctx.opts["critic"], d_loss)
     c, x, _ = ctx.batches.get(step, stream=0)
     ctx.raw["critic"].requires_grad_(False)
     try:
         with ctx.autocast():
-            g_loss, mse, w_adv = losses.generator_loss(ctx.nets["net"], ctx.raw["critic"], x, c, cfg.wgan_mse_weight,
+            g_loss, mse, w_adv = baseline_losses.generator_loss(ctx.nets["net"], ctx.raw["critic"], x, c, cfg.wgan_mse_weight,
                                                        cfg.wgan_adv_ratio, ctx.raw["net"].conv_out.weight)
         optimise(ctx.opts["net"], g_loss)
     finally:
@@ -117,6 +119,6 @@ def train_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
                                    sigma_data=ctx.sigma_data, sigma_distribution=cfg.sigma_distribution,
                                    p_mean=cfg.sigma_p_mean, p_std=cfg.sigma_p_std)
         else:
-            loss = losses.mse_loss(net, x, c)
+            loss = baseline_losses.mse_loss(net, x, c)
     optimise(ctx.opts["net"], loss)
     return {"loss": loss.detach()}
