@@ -15,7 +15,7 @@ from ctmri.evaluate import metrics as M
 from ctmri.diffusion.samplers import default_sampler
 from ctmri.evaluate.calibration import TISSUES
 from ctmri.evaluate.uncertainty_report import ALPHA, TISSUE_COLUMNS, calibration_results, hu_arrays
-from ctmri.figures.study import color, plt, save, style
+from ctmri.figures.style import color, plt, save, style
 
 NAME = "fig_calibration"
 
