@@ -106,8 +106,9 @@ $(METRICS): notebooks/03_evaluate.ipynb $(SAMPLES) $(LIB_03_evaluate) | $(STAMP)
 $(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(LIB_04_figures) | $(STAMP)
 	$(call run_notebook,$<,04_figures,)
 	@mkdir -p $(ROOT)/figures/$(PROFILE)
-	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/calibration.md $(RUN)/calibration.csv \
-	  $(RUN)/stage_seconds.txt $(ROOT)/figures/$(PROFILE)/
+	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/claims.json $(RUN)/patients.csv \
+	  $(RUN)/uncertainty.csv $(RUN)/calibration.md $(RUN)/calibration.csv $(RUN)/stage_seconds.txt \
+	  $(ROOT)/figures/$(PROFILE)/
 	@touch $@
 
 # The explorer notebook, executed and exported with its self-contained animation (plays offline).
