@@ -107,7 +107,7 @@ $(FIGURES): notebooks/04_figures.ipynb $(METRICS) $(LIB_04_figures) | $(STAMP)
 	$(call run_notebook,$<,04_figures,)
 	@mkdir -p $(ROOT)/figures/$(PROFILE)
 	cp $(RUN)/summary.md $(RUN)/summary.csv $(RUN)/claims.md $(RUN)/claims.json $(RUN)/patients.csv \
-	  $(RUN)/uncertainty.csv $(RUN)/calibration.md $(RUN)/calibration.csv $(RUN)/stage_seconds.txt \
+	  $(RUN)/uncertainty.csv $(RUN)/convergence.csv $(RUN)/calibration.md $(RUN)/calibration.csv $(RUN)/stage_seconds.txt \
 	  $(ROOT)/figures/$(PROFILE)/
 	@touch $@
 

@@ -107,6 +107,9 @@ class TrainConfig:
     wgan_adv_ratio: float = 0.1           # adversarial / fidelity gradient ratio at the last layer (0: fixed weight 1)
     checkpoint_every: int = 500           # steps between checkpoints
     log_every: int = 10                   # steps between loss-log rows
+    val_slices: int = 6                   # validation MAE at every checkpoint on this many validation slices (one per
+    #                                     validation patient, centred; the method's default sampler, one sample each;
+    #                                     train/validation.py): the convergence curve. 0: off
     seed: int = 0
 
 

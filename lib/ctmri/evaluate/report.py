@@ -74,19 +74,35 @@ def summary_markdown(profile: str, summary: pd.DataFrame, patients: pd.DataFrame
 SYMBOL = {"pass": "✓", "fail": "✗"}
 
 
-def claims_markdown(profile: str, claims: list[dict], prov: dict) -> str:
-    """claims.md: one table row per claim (✓ / ✗ / not evaluated) with the criterion and the numbers."""
+def claims_markdown(profile: str, claims: list[dict], prov: dict, convergence: pd.DataFrame | None = None) -> str:
+    """claims.md: one table row per claim (✓ / ✗ / not evaluated) with the criterion and the numbers, the models it was
+    judged on that were still improving, and the convergence of each model."""
     rows = []
     for c in claims:
         result = SYMBOL.get(c["status"]) or f"not evaluated (missing samplers: {', '.join(c['missing'])})"
-        rows.append([c["id"], result, c["study"], c["criterion"], c["measured"] or "–"])
-    return "\n".join([
+        still = ", ".join(c.get("unconverged") or []) or "–"
+        rows.append([c["id"], result, c["study"], c["criterion"], c["measured"] or "–", still])
+    text = [
         f"# The study's claims, checked automatically: profile `{profile}`", "",
         "Quality is the study's metric (SSIM / PSNR on CT with the HU window [−1024, 3000] scaled to [0, 1]), "
         "mean over test slices; X-M is the mean of the K Monte-Carlo samples of sampler X. V1–V4 are this "
         "project's targets for the 3-mm study on the whole test volumes (SynthRAD2023 MAE in HU, high-frequency "
         "power and through-plane roughness against the CT's; `evaluate/volume_targets.py`). A ✗ is a finding "
-        "about this run, not a bug.", "",
-        markdown_table(["claim", "result", "the study says", "checked as", "measured"], rows), "",
-        f"_Samplers evaluated: {', '.join(prov.get('samplers', []))}; git {prov['git_commit']}, "
-        f"created {prov['created']}._", ""])
+        "about this run, not a bug. *Not converged*: the models the claim is judged on whose validation MAE still "
+        "moved by 3 % or more over the last fifth of training (below).", "",
+        markdown_table(["claim", "result", "the study says", "checked as", "measured", "not converged"], rows)]
+    if convergence is not None and len(convergence):
+        f = lambda v, d: "–" if v is None or not np.isfinite(v) else f"{v:.{d}f}"  # noqa: E731
+        crow = [[r.method, r.sampler, str(r.final_step), str(r.points), f(r.mae_last_fifth_start, 1), f(r.val_mae_hu, 1),
+                 f(100 * r.change, 1) if np.isfinite(r.change) else "–",
+                 {True: "yes", False: "no"}.get(r.converged, "unknown")] for r in convergence.itertuples()]
+        text += ["", "## Convergence", "",
+                 "Validation MAE (HU, body) at every checkpoint: the method's default sampler, one sample on each of "
+                 "a few validation slices, fixed seeds (`runs/<profile>/checkpoints/<method>_val.csv`). Converged: "
+                 "the MAE changed by less than 3 % over the last fifth of training (interpolated at 80 % of the final "
+                 "step).", "",
+                 markdown_table(["method", "sampler", "steps", "points", "MAE at 80 %", "final MAE", "change %",
+                                 "converged"], crow)]
+    text += ["", f"_Samplers evaluated: {', '.join(prov.get('samplers', []))}; git {prov['git_commit']}, "
+             f"created {prov['created']}._", ""]
+    return "\n".join(text)

@@ -18,7 +18,10 @@ into `runs/<profile>/`:
                     and the MAE per tissue class of the CT (air / gas, fat, soft tissue, bone);
 - `summary.csv` / `summary.md`  mean ± std over slices per method variant, on the slices every sampler ran (the
                     profile's subset), so that every row compares like with like (markdown: `evaluate.report`);
-- `claims.md` / `claims.json`   the study's claims C1-C5 checked automatically (`evaluate.claims`).
+- `claims.md` / `claims.json`   the study's claims C1-C5 checked automatically (`evaluate.claims`), each with the
+                    models it was judged on that had not converged;
+- `convergence.csv` per method: the validation-MAE curve's relative change over the last fifth of training
+                    (`evaluate.convergence`, from `checkpoints/<method>_val.csv`).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import pandas as pd
 from ctmri.data.intensity import model_to_hu, std_to_hu
 from ctmri.evaluate import metrics as M
 from ctmri.evaluate.claims import check_claims
+from ctmri.evaluate.convergence import convergence_table, unconverged
 from ctmri.evaluate.methods import ORDER, label, variants
 from ctmri.evaluate.report import claims_markdown, summary_markdown
 from ctmri.evaluate.volume_targets import check_volume_targets
@@ -225,12 +229,16 @@ def evaluate(profile: str) -> dict[str, Path]:
     prov = provenance(profile, samplers=list(files), sample_commits=inputs)
     claims = check_claims(summary) + check_volume_targets(patients, per_slice)
     out = run_dir(profile)
-    paths = {"metrics": _write_csv(per_slice, out / "metrics.csv"),
+    conv = convergence_table(out / "checkpoints")
+    for c in claims:
+        c["unconverged"] = unconverged(c["id"], conv)
+    paths = {"convergence": _write_csv(conv, out / "convergence.csv"),
+             "metrics": _write_csv(per_slice, out / "metrics.csv"),
              "uncertainty": _write_csv(unc, out / "uncertainty.csv"),
              "patients": _write_csv(patients, out / "patients.csv"),
              "summary": _write_csv(summary, out / "summary.csv"),
              "summary_md": _write_text(summary_markdown(profile, summary, patients, prov), out / "summary.md"),
-             "claims": _write_text(claims_markdown(profile, claims, prov), out / "claims.md"),
+             "claims": _write_text(claims_markdown(profile, claims, prov, conv), out / "claims.md"),
              "claims_json": write_json(out / "claims.json", {"profile": profile, "claims": claims,
                                                               "provenance": prov})}
     return paths

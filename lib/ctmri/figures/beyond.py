@@ -171,3 +171,34 @@ def fig_volume_views(profile: str, limit_hu: float = 300.0) -> Path:
         fig.suptitle(f"Volume views, test patient {patient} ({len(zs)} contiguous slices): the baselines and the "
                      f"default sampler\n{CT_WINDOW}; errors and std in [0, {limit_hu:.0f}] HU")
         return save(fig, profile, "fig_volume_views")
+
+
+def fig_training_curves(profile: str) -> Path:
+    """Beyond the study (issue 25): each method's validation MAE against training step, the last fifth shaded, with
+    its convergence verdict (evaluate/convergence.py)."""
+    from ctmri.diffusion.samplers import default_sampler
+    from ctmri.evaluate.convergence import LAST_FRACTION, convergence_table
+    from ctmri.paths import run_dir
+
+    ckpts = run_dir(profile) / "checkpoints"
+    table = convergence_table(ckpts)
+    if table.empty:
+        raise MissingInput(f"no validation curves (<method>_val.csv) in {ckpts}")
+    import pandas as pd
+
+    with style():
+        fig, ax = plt.subplots(figsize=(5.2, 3.2), constrained_layout=True)
+        for r in table.itertuples():
+            c = pd.read_csv(ckpts / f"{r.method}_val.csv")
+            verdict = {True: "converged", False: f"still moving {100 * r.change:+.1f} %"}.get(r.converged, "unknown")
+            ax.plot(c["step"], c["val_mae_hu"], "o-", ms=3, color=color(default_sampler(r.method)),
+                    label=f"{label(default_sampler(r.method))} ({verdict})")
+        last = max(table["final_step"])
+        ax.axvspan((1 - LAST_FRACTION) * last, last, color="0.9", zorder=0)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("validation MAE (HU, body)")
+        ax.set_yscale("log")
+        ax.legend(frameon=False)
+        ax.set_title(f"Training curves ({profile}): default sampler, one sample per validation slice; shaded: the "
+                     "last fifth", fontsize=7)
+        return save(fig, profile, "fig_training_curves")

@@ -24,7 +24,8 @@ from ctmri.evaluate import metrics as M
 from ctmri.evaluate.methods import STUDY_SAMPLERS, label
 from ctmri.figures.style import (CT_WINDOW, MissingInput, color, example_slices, image, load, load_summary, mr_display,
                                  plt, save, shared_rows, shown_methods, slice_of, style, unit)
-from ctmri.figures.beyond import fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification, fig_volume_views
+from ctmri.figures.beyond import (fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification, fig_training_curves,
+                                  fig_volume_views)
 
 
 def fig1_trajectories(profile: str, n_frames: int = 7) -> Path:
@@ -209,7 +210,7 @@ def fig4_comparison(profile: str) -> Path:
 
 FIGURES: tuple[Callable[[str], Path], ...] = (fig1_trajectories, fig2_mc_samples, fig3_bars, fig4_comparison,
                                               fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification,
-                                              fig_volume_views)
+                                              fig_volume_views, fig_training_curves)
 
 
 def make_all_figures(profile: str) -> list[Path]:

@@ -32,6 +32,7 @@ from ctmri.provenance import provenance
 from ctmri.data.slices import check_same_data, data_identity
 from ctmri.rng import seed_of
 from ctmri.train.steps import Batches, StepContext, train_step
+from ctmri.train.validation import log_validation, validation_set
 
 
 STAGE_NOTE_ENV = "CTMRI_STAGE_NOTE"
@@ -242,6 +243,19 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: Ranks, steps: in
             v /= info.world
         return v.cpu()
 
+    val_data = validation_set(p) if is_main and dataset is None else None
+    val_rows: list[dict] = []
+    val_seconds = 0.0
+
+    def validate() -> None:
+        """The convergence curve: the validation MAE of the weights just saved (rank 0; not counted as training)."""
+        nonlocal val_seconds
+        if val_data is None or not len(val_data):
+            return
+        t = time.perf_counter()
+        val_rows.append(log_validation(ckpt_path, method, p, val_data, step, device))
+        val_seconds += time.perf_counter() - t
+
     def checkpoint(last_loss: float | None) -> None:
         if not is_main:
             return
@@ -297,12 +311,14 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: Ranks, steps: in
                 break
         if step % cfg.checkpoint_every == 0 and step < total:
             checkpoint(last_loss)
-    run_seconds = time.perf_counter() - t0
+            validate()
+    run_seconds = time.perf_counter() - t0 - val_seconds
     seconds += run_seconds
     if bar is not None:
         bar.close()
     if step > start_step or state is None:
         checkpoint(last_loss)
+        validate()
     if use_rule and stopped_by == "budget":
         stopped_by = "max_epochs"
     digest = weights_digest(raw["net"])
@@ -315,7 +331,8 @@ def _train(p: C.Profile, method: str, cfg: C.TrainConfig, info: Ranks, steps: in
             "epochs": len(history), "final_loss": last_loss, "seconds": run_seconds, "seconds_total": seconds,
             "images_per_second": done * cfg.batch_size / run_seconds if done and run_seconds > 0 else None,
             "device": str(device), "world_size": info.world, "weights_sha256": digest,
-            "precision": decision.precision, "precision_source": decision.source}
+            "precision": decision.precision, "precision_source": decision.source,
+            "val_mae_hu": val_rows[-1]["val_mae_hu"] if val_rows else None, "seconds_validation": val_seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
