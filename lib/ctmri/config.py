@@ -69,7 +69,9 @@ class ProcessConfig:
     sigma: float = 25.0                   # VE-SDE sigma (g(t) = sigma**t)
     eps_train: float = 1e-5               # VE-SDE smallest training time
     eps_sample: float = 1e-3              # VE-SDE time where sampling stops
-    ddpm_parametrisation: str = "eps"     # "eps" (study eq. 23) or "v" (Salimans & Ho 2022: D's error bounded at high sigma)
+    ddpm_parametrisation: str = "eps"     # "eps" (study eq. 23), "v" (Salimans & Ho 2022: D's error bounded at high
+    #                                     sigma) or "edm" (the VE model's preconditioning, sigma law and DSM weight on the
+    #                                     DDPM's unscaled state: one recipe for both processes; precond.VPPreconditioned)
     ve_parametrisation: str = "edm"       # "edm" (Karras 2022 preconditioning) or "score-over-std" (Song: F / std(t))
     sigma_data: float = 0.0               # EDM sigma_data; 0 = the std of the training targets, measured at train start
 

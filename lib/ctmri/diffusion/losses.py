@@ -44,18 +44,24 @@ SIGMA_DISTRIBUTIONS = ("lognormal", "uniform-t")
 DSM_WEIGHTINGS = ("edm", "std2")
 
 
-def sample_sigma(process: VESDE, n: int, generator: GeneratorArg, distribution: str = "lognormal",
+def sample_sigma(process: VESDE | DDPM, n: int, generator: GeneratorArg, distribution: str = "lognormal",
                  p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
-    """Training noise levels (n,), float64: "uniform-t" t ~ U(eps, 1), sigma = std(t) (study eq. 28), or
-    "lognormal" ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1) clamped to [std(eps), std(1)]."""
-    if distribution == "uniform-t":
-        return process.marginal_std(uniform(n, generator, process.eps_train, 1.0))
-    if distribution != "lognormal":
+    """Training noise levels (n,), float64: "uniform-t" t uniform (VE: t ~ U(eps, 1), sigma = std(t), study eq. 28;
+    DDPM: a uniform step of the schedule, eq. 23's t), or "lognormal" ln sigma ~ N(p_mean, p_std^2) (Karras et al.
+    2022, Table 1) clamped to the process's range (VE: [std(eps), std(1)]; DDPM: [sigma_min, sigma_max])."""
+    if distribution not in SIGMA_DISTRIBUTIONS:
         raise ValueError(f"Unknown sigma distribution {distribution!r}; expected one of {', '.join(SIGMA_DISTRIBUTIONS)}.")
+    if isinstance(process, DDPM):
+        if distribution == "uniform-t":
+            return process.sigma_of_t(randint(process.num_steps, n, generator)).double()
+        lo, hi = process.sigma_min, process.sigma_max
+    else:
+        if distribution == "uniform-t":
+            return process.marginal_std(uniform(n, generator, process.eps_train, 1.0))
+        lo, hi = float(process.marginal_std(process.eps_train)), float(process.marginal_std(1.0))
     dev = device_of(generator)
     z = per_sample(lambda k, g: torch.randn(k, generator=g, device=dev, dtype=torch.float64), n, generator)
-    lo, hi = float(process.marginal_std(process.eps_train)), float(process.marginal_std(1.0))
-    return torch.exp(p_mean + p_std * z).clamp(lo, hi)
+    return torch.exp(p_mean + p_std * z).clamp(float(lo), float(hi))
 
 
 def dsm_weight(sigma: torch.Tensor, weighting: str, sigma_data: float | None = None) -> torch.Tensor:
@@ -72,13 +78,14 @@ def dsm_weight(sigma: torch.Tensor, weighting: str, sigma_data: float | None = N
     raise ValueError(f"Unknown DSM weighting {weighting!r}; expected one of {', '.join(DSM_WEIGHTINGS)}.")
 
 
-def dsm_loss(convention, process: VESDE, x0: torch.Tensor, y: torch.Tensor, generator: GeneratorArg, *,
+def dsm_loss(convention, process: VESDE | DDPM, x0: torch.Tensor, y: torch.Tensor, generator: GeneratorArg, *,
              weighting: str = "edm", sigma_data: float | None = None, sigma_distribution: str = "lognormal",
              p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
     """Denoising score matching, study eq. 28, E lambda(sigma) ||s_theta(x0 + sigma z, y) + z / sigma||^2, written on the
     denoiser: s = (D - x)/sigma^2 makes it E lambda/sigma^4 ||D(x0 + sigma z, y, sigma) - x0||^2 (`dsm_weight`).
 
-    `convention` is a VE convention of `diffusion/precond.py`; mean over pixels, then over the batch.
+    `convention` is a denoiser on the unscaled state (the VE conventions, or the DDPM in EDM's formulation,
+    `precond.VPPreconditioned`); mean over pixels, then over the batch.
     """
     sigma = sample_sigma(process, x0.shape[0], generator, sigma_distribution, p_mean, p_std)
     z = noise_like(x0, generator)

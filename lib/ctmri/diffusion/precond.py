@@ -144,8 +144,20 @@ class VEPreconditioned:
                 "c_noise": "ln(sigma)/4"}
 
 
-CONVENTIONS = {c.kind: c for c in (EpsPrediction, VPrediction, VEScoreOverStd, VEPreconditioned)}
-DDPM_PARAMETRISATIONS = {"eps": EpsPrediction, "v": VPrediction}
+class VPPreconditioned(VEPreconditioned):
+    """The DDPM in EDM's formulation (Karras et al. 2022, Sec. 5 and Table 1): the same preconditioning as the VE model
+    on the unscaled state x = x_t / sqrt(abar_t) = x0 + sigma n, so one recipe (this D, log-normal sigma draws clamped to
+    the schedule's [sigma_min, sigma_max], EDM's loss weight) trains both processes; the DDPM's samplers read eps and
+    D off it at the schedule's sigma_t unchanged."""
+
+    kind = "vp-edm"
+
+    def __init__(self, net: Net, process: DDPM, sigma_data: float):
+        super().__init__(net, process, sigma_data)
+
+
+CONVENTIONS = {c.kind: c for c in (EpsPrediction, VPrediction, VEScoreOverStd, VEPreconditioned, VPPreconditioned)}
+DDPM_PARAMETRISATIONS = {"eps": EpsPrediction, "v": VPrediction, "edm": VPPreconditioned}
 VE_PARAMETRISATIONS = {"edm": VEPreconditioned.kind, "score-over-std": VEScoreOverStd.kind}
 
 
@@ -154,8 +166,8 @@ def from_description(desc: dict[str, Any], net: Net, process: DDPM | VESDE):
     kind = desc.get("kind")
     if kind not in CONVENTIONS:
         raise ValueError(f"Unknown network convention {kind!r}; expected one of {', '.join(CONVENTIONS)}.")
-    if kind == VEPreconditioned.kind:
-        return VEPreconditioned(net, process, desc["sigma_data"])
+    if kind in (VEPreconditioned.kind, VPPreconditioned.kind):
+        return CONVENTIONS[kind](net, process, desc["sigma_data"])
     return CONVENTIONS[kind](net, process)
 
 
@@ -166,14 +178,21 @@ def convention_for(method: str, process_cfg, net: Net, process: DDPM | VESDE, si
         if cls is None:
             raise ValueError(f"Unknown DDPM parametrisation {process_cfg.ddpm_parametrisation!r}; expected one of "
                              f"{', '.join(DDPM_PARAMETRISATIONS)}.")
+        if cls is VPPreconditioned:
+            return VPPreconditioned(net, process, _sigma_data(process_cfg, sigma_data))
         return cls(net, process)
     kind = VE_PARAMETRISATIONS.get(process_cfg.ve_parametrisation)
     if kind is None:
         raise ValueError(f"Unknown VE parametrisation {process_cfg.ve_parametrisation!r}; expected one of "
                          f"{', '.join(VE_PARAMETRISATIONS)}.")
     if kind == VEPreconditioned.kind:
-        sd = process_cfg.sigma_data if process_cfg.sigma_data > 0 else sigma_data
-        if sd is None or not math.isfinite(sd) or sd <= 0:
-            raise ValueError("The EDM parametrisation needs sigma_data > 0 (measured on the training targets).")
-        return VEPreconditioned(net, process, sd)
+        return VEPreconditioned(net, process, _sigma_data(process_cfg, sigma_data))
     return VEScoreOverStd(net, process)
+
+
+def _sigma_data(process_cfg, measured: float | None) -> float:
+    """The profile's sigma_data, else the one measured on the training targets."""
+    sd = process_cfg.sigma_data if process_cfg.sigma_data > 0 else measured
+    if sd is None or not math.isfinite(sd) or sd <= 0:
+        raise ValueError("The EDM parametrisation needs sigma_data > 0 (measured on the training targets).")
+    return float(sd)

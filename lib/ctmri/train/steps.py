@@ -111,9 +111,9 @@ def train_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
     c, x, gens = ctx.batches.get(step)
     net = ctx.nets["net"]
     with ctx.autocast():
-        if ctx.method == "ddpm":
+        if ctx.method == "ddpm" and getattr(ctx.convention, "kind", "") != "vp-edm":
             loss = losses.eps_loss(ctx.convention, ctx.process, x, c, gens, ctx.cfg.ddpm_loss_weighting)
-        elif ctx.method == "vesde":
+        elif ctx.method in ("ddpm", "vesde"):           # the VE model, or the DDPM in EDM's formulation: one recipe
             cfg = ctx.cfg
             loss = losses.dsm_loss(ctx.convention, ctx.process, x, c, gens, weighting=cfg.dsm_weighting,
                                    sigma_data=ctx.sigma_data, sigma_distribution=cfg.sigma_distribution,
