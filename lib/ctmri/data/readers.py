@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ctmri.data.volumes import (MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, DicomSeries, SeriesSelector, load_series,
-                                read_volume, scan_series, select_series)
+                                lps_spacing, read_volume, scan_series, select_series, series_geometry, to_lps)
 
 DATASET_KINDS = ("phantom", "synthrad", "goldatlas")
 # Gold Atlas series: the registered CT first, then the T2 MR among the other series; overridable per call or by
@@ -181,6 +181,15 @@ def goldatlas_mr(series: Sequence[DicomSeries], folder: Path, mr_series: SeriesS
                          hint=f"{GOLDATLAS_MR_ENV}=")
 
 
+def _lps_series(series: DicomSeries) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, dict]:
+    """One DICOM series as (volume, spacing, padding mask) in LPS (S, P, L) order, as every reader gives volumes
+    (a feet-first, prone or sagittal series reoriented by flips and permutations only), and its meta."""
+    volume, _, meta = load_series(series)
+    geometry = series_geometry(series)
+    return (to_lps(volume, geometry.direction), lps_spacing(geometry), to_lps(meta["padding_mask"], geometry.direction),
+            meta)
+
+
 def read_goldatlas_case(folder: str | os.PathLike, *, mr_series: SeriesSelector | str | None = None,
                         ct_series: SeriesSelector | str | None = None) -> Case:
     """One Gold Atlas patient: the T2 series (default "T2" in SeriesDescription) and the CT registered to it
@@ -190,11 +199,11 @@ def read_goldatlas_case(folder: str | os.PathLike, *, mr_series: SeriesSelector 
     if not series:
         raise DataError(f"Patient folder {str(folder)!r} holds no DICOM images; expected a T2 MR and a CTtoMR series.")
     mr_s, ct_s = goldatlas_pick(series, folder, mr_series, ct_series)
-    mr, spacing, mr_meta = load_series(mr_s)
-    ct, _, ct_meta = load_series(ct_s)
+    mr, spacing, mr_pad, mr_meta = _lps_series(mr_s)
+    ct, _, ct_pad, ct_meta = _lps_series(ct_s)
     if mr.shape == ct.shape:
-        ct[ct_meta["padding_mask"]] = -1024.0
-        mr[mr_meta["padding_mask"] | ct_meta["padding_mask"]] = 0.0
+        ct[ct_pad] = -1024.0
+        mr[mr_pad | ct_pad] = 0.0
     meta = {"mr_series": mr_meta["series_description"], "ct_series": ct_meta["series_description"],
             "mr_series_uid": mr_s.uid, "ct_series_uid": ct_s.uid,
             "mr_rescaled": mr_meta["rescaled"], "ct_rescaled": ct_meta["rescaled"]}

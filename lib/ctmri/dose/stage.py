@@ -1,6 +1,7 @@
-"""Stage 06 (issues 18, 24): per test patient, plans on its CT (the raw data set's ct.nii.gz) with the data set's own
-structures, recomputed on every whole-volume sampler's MC-mean sCT (and the default sampler's MC samples) →
-runs/<profile>/dose.csv, dose_summary.md; a data set without structures is skipped in one sentence."""
+"""Stage 06 (issues 18, 24): per test patient, plans on its CT (the raw data set's ct.nii.gz / ct.mha, or a DICOM
+folder's registered CT series) with the data set's own structures, recomputed on every whole-volume sampler's
+MC-mean sCT (and the default sampler's MC samples) → runs/<profile>/dose.csv, dose_summary.md; a data set without
+structures is skipped in one sentence."""
 from __future__ import annotations
 
 import logging
@@ -14,19 +15,24 @@ from ctmri.config import get_profile
 from ctmri.data.intensity import model_to_hu
 from ctmri.data.phantom import LABELS_FILE
 from ctmri.data.prepare import load_manifest, load_split, model_slices_to_volume
-from ctmri.data.volumes import MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, lps_spacing, read_image, to_lps
+from ctmri.data.readers import goldatlas_ct
+from ctmri.data.volumes import (MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, Image, lps_spacing, read_image,
+                                scan_series, to_lps)
 from ctmri.dose.hu_tables import load_table
 from ctmri.dose.pair import dose_pair
 from ctmri.dose.structures import STRUCTURES_DIR, TARGET, patient_structures
 
 log = logging.getLogger(__name__)
+OUTLINES = ("BODY", "EXTERNAL")   # structure names (any case) of the patient outline
 
 
-def _volume(profile: str, pid: str, base: np.ndarray, slices: np.ndarray, index: np.ndarray) -> np.ndarray:
+def _volume(profile: str, pid: str, base: np.ndarray, slices: np.ndarray, index: np.ndarray,
+            body: np.ndarray) -> np.ndarray:
     """Model-space slices (n, H, W) of one patient back on its raw (S, P, L) grid in HU
-    (`prepare.model_slices_to_volume`); the voxels they do not cover keep `base` (the CT)."""
+    (`prepare.model_slices_to_volume`) inside the body outline; the voxels outside it or not covered keep `base`
+    (the CT: the couch and what lies beyond the patient are the CT's in every dose, as the sCT is judged inside)."""
     back = model_slices_to_volume(profile, pid, slices, index, np.full(base.shape, np.nan, np.float32))
-    covered = np.isfinite(back)
+    covered = np.isfinite(back) & body
     vol = np.array(base, np.float32, copy=True)
     vol[covered] = model_to_hu(back[covered])
     return np.clip(vol, -1024.0, 3071.0)
@@ -44,24 +50,55 @@ def _ct_file(folder: Path) -> Path | None:
     return next((folder / f"ct{s}" for s in NIFTI_SUFFIXES + MHA_SUFFIXES if (folder / f"ct{s}").is_file()), None)
 
 
+def _dicom_ct(folder: Path) -> Image | str:
+    """The registered CT of a DICOM patient folder, the series the Gold Atlas reader takes (`readers.goldatlas_ct`,
+    $CTMRI_GOLDATLAS_CT), or why there is none (a clause)."""
+    try:
+        chosen = goldatlas_ct(scan_series(folder), folder)
+    except DataError as err:
+        return f"no ct.nii.gz / ct.mha and no registered CT series ({err})"
+    return read_image(folder, series=f"uid={chosen.uid}")
+
+
 def load_patient(source: str | Path, pid: str, margin_mm: float) \
         -> tuple[np.ndarray, tuple[float, float, float], dict[str, np.ndarray]] | str:
-    """(CT in HU (S, P, L), spacing mm, structures) from one patient's raw folder, or why it has nothing to plan on
-    (a clause: "patient 'x' (folder) has no ...")."""
+    """(CT in HU (S, P, L), spacing mm, structures) from one patient's raw folder (a SynthRAD-style ct.nii.gz /
+    ct.mha, else a Gold-Atlas-style DICOM folder's registered CT), or why it has nothing to plan on (a clause:
+    "patient 'x' (folder) has no ...")."""
     source = Path(source)
     folder = _patient_folder(source, pid)
-    ct_file = None if folder is None else _ct_file(folder)
-    if ct_file is None:
-        return f"patient {pid!r} has no ct.nii.gz / ct.mha under {source}"
-    ct = read_image(ct_file)
+    if folder is None:
+        return f"patient {pid!r} has no folder under {source}"
+    ct_file = _ct_file(folder)
+    ct = read_image(ct_file) if ct_file is not None else _dicom_ct(folder)
+    if isinstance(ct, str):
+        return f"patient {pid!r} ({folder}) has {ct}"
     found = patient_structures(folder, ct, margin_mm)
     if found is None:
-        return f"patient {pid!r} ({folder}) has no {STRUCTURES_DIR}/<NAME>.nii.gz, RTSTRUCT .dcm or {LABELS_FILE}"
+        rt = "RTSTRUCT referencing its CT series" if ct.kind == "dicom" else "RTSTRUCT .dcm"
+        return f"patient {pid!r} ({folder}) has no {STRUCTURES_DIR}/<NAME>.nii.gz, {rt} or {LABELS_FILE}"
     if not np.any(found[0].get(TARGET, False)):
         raise DataError(f"Patient {pid!r}'s structures ({found[1]}: {', '.join(found[0]) or 'none'}) have no "
                         f"non-empty {TARGET!r}; the dose stage plans on the structure named {TARGET}.")
+    if not any(np.any(m) for n, m in found[0].items() if n.upper() in OUTLINES):
+        raise DataError(f"Patient {pid!r}'s structures ({found[1]}: {', '.join(found[0])}) have no non-empty BODY / "
+                        "EXTERNAL outline (nor a mask.nii.gz beside the CT); the plan needs the patient outline.")
     log.info("Patient %s: structures from %s.", pid, found[1])
     return to_lps(ct.array, ct.direction).astype(np.float32), lps_spacing(ct), found[0]
+
+
+def _outline(structures: dict[str, np.ndarray]) -> np.ndarray:
+    """The patient outline: the union of the BODY / EXTERNAL structures."""
+    return np.logical_or.reduce([m for n, m in structures.items() if n.upper() in OUTLINES])
+
+
+def _check_grid(manifest: dict, pid: str, ct: np.ndarray, spacing: tuple[float, float, float]) -> None:
+    """The CT the dose stage read lies on the grid the patient was prepared on (the manifest's), else one sentence."""
+    grid = manifest["grids"][pid]
+    if tuple(ct.shape) != tuple(grid["source_shape"]) or not np.allclose(spacing, grid["source_spacing"], rtol=1e-4):
+        raise DataError(f"Patient {pid!r}: the CT the dose stage read ({tuple(ct.shape)} voxels of "
+                        f"{tuple(round(v, 4) for v in spacing)} mm) is not on the grid it was prepared on "
+                        f"({tuple(grid['source_shape'])} of {tuple(grid['source_spacing'])} mm); prepare it again.")
 
 
 def _crop(structures: dict[str, np.ndarray], margin_mm: float, dz: float) -> slice:
@@ -146,8 +183,10 @@ def run_dose(profile: str, hu_table: str | None = None) -> list[dict]:
     pooled: dict[str, tuple[list, list]] = {}
     for pid in tqdm([p for p, v in loaded.items() if not isinstance(v, str)], desc="dose: patients"):
         raw_ct, spacing, s = loaded[pid]
+        _check_grid(manifest, pid, raw_ct, spacing)
         sel = test.patient == pid
-        ct = _volume(profile, pid, raw_ct, test.ct[sel, 0], test.slice_index[sel])  # the reference, resampled alike
+        body = _outline(s)
+        ct = _volume(profile, pid, raw_ct, test.ct[sel, 0], test.slice_index[sel], body)  # resampled alike
         z = _crop(s, cfg.z_margin_mm, spacing[0])
         s = {k: v[z] for k, v in s.items()}
         plans: dict = {}  # optimised once on this patient's CT, recomputed on every sCT
@@ -156,11 +195,12 @@ def run_dose(profile: str, hu_table: str | None = None) -> list[dict]:
             m = smp["patient"] == pid
             order = np.argsort(smp["slice_index"][m])
             idx = smp["slice_index"][m][order]
-            sct = _volume(profile, pid, raw_ct, smp["mean"][m, 0][order], idx)[z]
+            sct = _volume(profile, pid, raw_ct, smp["mean"][m, 0][order], idx, body)[z]
             samples = []
             if name == default_sampler() and cfg.mc_doses > 1:
                 k = min(cfg.mc_doses, smp["samples"].shape[1])
-                samples = [_volume(profile, pid, raw_ct, smp["samples"][m, j, 0][order], idx)[z] for j in range(k)]
+                samples = [_volume(profile, pid, raw_ct, smp["samples"][m, j, 0][order], idx, body)[z]
+                           for j in range(k)]
             got, cubes = dose_pair(ct[z], sct, spacing, s, TARGET, cfg, table, samples, plans=plans)
             rows += [{"patient": pid, "sampler": name, **r} for r in got]
             if name == default_sampler() or not figure:

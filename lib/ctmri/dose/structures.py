@@ -10,7 +10,8 @@ import numpy as np
 from scipy import ndimage
 
 from ctmri.data.phantom import LABELS, LABELS_FILE
-from ctmri.data.volumes import MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, Image, lps_spacing, read_image, to_lps
+from ctmri.data.volumes import (MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, Image, dicom_files, lps_spacing,
+                                read_image, to_lps)
 from ctmri.dose.grid import MASK_HINT, check_same_grid
 from ctmri.dose.rtstruct import masks_from_rtstruct
 
@@ -112,17 +113,43 @@ def _stem(path: Path) -> str:
     return next(path.name[:-len(s)] for s in NIFTI_SUFFIXES + MHA_SUFFIXES if path.name.endswith(s))
 
 
-def _rtstruct_file(folder: Path) -> Path | None:
-    """The first RT Structure Set among the .dcm files of a patient folder (not its subfolders)."""
+def _rtstructs(files: Sequence[Path]) -> list[tuple[Path, object]]:
+    """The RT Structure Sets among `files` with their datasets (unreadable files are not structure sets)."""
     import pydicom
 
-    for f in sorted(folder.glob("*.dcm")):
+    found = []
+    for f in files:
         try:
-            if getattr(pydicom.dcmread(f, stop_before_pixels=True), "Modality", None) == "RTSTRUCT":
-                return f
-        except Exception:  # noqa: BLE001 - an unreadable .dcm is not a structure set
+            if getattr(pydicom.dcmread(f, specific_tags=["Modality"]), "Modality", None) == "RTSTRUCT":
+                found.append((f, pydicom.dcmread(f, stop_before_pixels=True)))
+        except Exception:  # noqa: BLE001 - an unreadable file is not a structure set
             continue
-    return None
+    return found
+
+
+def rtstruct_references(ds) -> tuple[set[str], set[str]]:
+    """The (series uids, frame-of-reference uids) an RT Structure Set's contours are drawn on."""
+    series, frames = set(), set()
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+        frames.add(str(frame.get("FrameOfReferenceUID", "")))
+        for study in frame.get("RTReferencedStudySequence", []):
+            series.update(str(s.get("SeriesInstanceUID", "")) for s in study.get("RTReferencedSeriesSequence", []))
+    frames.update(str(r.get("ReferencedFrameOfReferenceUID", "")) for r in ds.get("StructureSetROISequence", []))
+    return series - {""}, frames - {""}
+
+
+def _rtstruct_file(folder: Path, ct: Image) -> Path | None:
+    """The patient's RT Structure Set: for a DICOM CT the one anywhere below the folder that references the CT's
+    series (else its frame of reference); for a volume file, the first among the folder's own .dcm files."""
+    if ct.kind != "dicom":
+        found = _rtstructs(sorted(folder.glob("*.dcm")))
+        return found[0][0] if found else None
+    found = _rtstructs(dicom_files(folder))
+    first = ct.meta.get("dicom")
+    frame = str(first.get("FrameOfReferenceUID", "")) if first is not None else ""
+    by_series = [f for f, ds in found if ct.meta.get("series_uid") in rtstruct_references(ds)[0]]
+    by_frame = [f for f, ds in found if frame and frame in rtstruct_references(ds)[1]]
+    return (by_series or by_frame or [None])[0]
 
 
 def _body(folder: Path, ct: Image) -> np.ndarray | None:
@@ -142,12 +169,13 @@ def _phantom_labels(folder: Path, ct: Image, margin_mm: float) -> dict[str, np.n
 def patient_structures(folder: str | os.PathLike, ct: Image, margin_mm: float = 7.0) \
         -> tuple[dict[str, np.ndarray], str] | None:
     """A raw patient folder's structures as boolean (S, P, L) masks on its CT (`ct`, read from that folder) and
-    where they came from: `structures/<NAME>.nii.gz` masks, else an RTSTRUCT (*.dcm), else the phantom's
-    `phantom_labels.nii.gz`; a BODY from `mask.nii.gz` when none is named; None when the folder has none."""
+    where they came from: `structures/<NAME>.nii.gz` masks, else an RTSTRUCT (*.dcm beside a CT volume file; for a
+    DICOM CT the one below the folder referencing its series), else the phantom's `phantom_labels.nii.gz`; a BODY
+    from `mask.nii.gz` when none is named; None when the folder has none."""
     folder = Path(folder)
     sub = folder / STRUCTURES_DIR
     files = _volume_files(sub) if sub.is_dir() else []
-    rtstruct = None if files else _rtstruct_file(folder)
+    rtstruct = None if files else _rtstruct_file(folder, ct)
     if files:
         masks, source = {_stem(f): _mask(f, ct, f"Structure {_stem(f)!r}") for f in files}, str(sub)
     elif rtstruct is not None:
