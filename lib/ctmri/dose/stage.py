@@ -14,7 +14,7 @@ from ctmri import paths
 from ctmri.config import get_profile
 from ctmri.data.intensity import model_to_hu
 from ctmri.data.phantom import LABELS_FILE
-from ctmri.data.prepare import load_manifest, load_split, model_slices_to_volume
+from ctmri.data.slices import load_manifest, load_split, model_slices_to_volume
 from ctmri.data.readers import goldatlas_ct
 from ctmri.data.volumes import (MHA_SUFFIXES, NIFTI_SUFFIXES, DataError, Image, lps_spacing, read_image,
                                 scan_series, to_lps)
