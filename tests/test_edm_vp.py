@@ -16,6 +16,8 @@ from ctmri.diffusion import losses
 from ctmri.diffusion.precond import VPPreconditioned, convention_for, from_description
 from ctmri.diffusion.processes import DDPM
 
+from gaussian_posterior import assert_exact_denoiser  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 MU = 0.3
 
@@ -40,13 +42,7 @@ class ExactF(nn.Module):
 def test_exact_f_is_the_exact_denoiser_at_the_ddpms_own_sigmas(s: float) -> None:
     ddpm = DDPM()
     conv = VPPreconditioned(ExactF(s, 0.5), ddpm, 0.5)
-    for t in (0, 10, 100, 500, 999):
-        sigma = ddpm.sigma_of_t(torch.tensor([t] * 4)).float()
-        x = MU + s * torch.randn(4, 1, 4, 4) + sigma.reshape(-1, 1, 1, 1) * torch.randn(4, 1, 4, 4)
-        d = conv(x, torch.zeros_like(x), sigma)
-        sig2 = sigma.reshape(-1, 1, 1, 1).double() ** 2
-        posterior = (s ** 2 * x.double() + sig2 * MU) / (s ** 2 + sig2)
-        assert torch.allclose(d.double(), posterior, atol=1e-4 * (1 + sigma.max().item())), t
+    assert_exact_denoiser(conv, ddpm, MU, s, 1e-4)
 
 
 def test_the_ddpm_sigma_law_stays_on_its_schedule_and_the_exact_f_minimises_the_loss() -> None:
