@@ -37,6 +37,9 @@ RECIPES = {   # name: (method, ProcessConfig overrides, TrainConfig overrides, s
                   "em"),
     "vesde-song": ("vesde", {"ve_parametrisation": "score-over-std"},
                    {"sigma_distribution": "uniform-t", "dsm_weighting": "std2"}, "em"),
+    # the WGAN-GP's adversarial / fidelity gradient ratio and critic steps (issue 25 item 2); sampler: G(y)
+    **{f"wgan-adv{r:g}-c{c}": ("wgan", {}, {"wgan_adv_ratio": r, "n_critic": c}, "wgan")
+       for r in (0.1, 0.3, 1.0, 3.0) for c in (1, 2)},
 }
 
 
@@ -59,7 +62,8 @@ def _profile(name: str):
 def _metrics(ct: np.ndarray, sct: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """MAE, bone Dice, false-bone and missed-bone fractions over the slices (body voxels pooled)."""
     c, s = model_to_hu(ct), model_to_hu(sct)
-    return {"mae": M.synthrad_mae(c, s, mask), "dice": M.bone_dice(c, s, mask),
+    hf = [M.high_frequency_power(si) / max(M.high_frequency_power(ci), 1e-12) for ci, si in zip(c, s)]
+    return {"mae": M.synthrad_mae(c, s, mask), "dice": M.bone_dice(c, s, mask), "hf_ratio": float(np.median(hf)),
             "false_bone": M.false_bone_fraction(c, s, mask), "missed_bone": M.missed_bone_fraction(c, s, mask)}
 
 
@@ -111,10 +115,11 @@ def markdown(sec: dict) -> list[str]:
              "share of body voxels with sCT > 300 HU where the CT < 100 HU; *val*: the last validation MAE of the "
              "training curve.", ""]
     return lines + table(
-        ["recipe", "sampler", "steps", "precision", "MAE single", "MAE -M", "Dice single", "false bone % single",
+        ["recipe", "sampler", "steps", "precision", "MAE single", "MAE -M", "HF single", "Dice single",
+         "false bone % single",
          "false bone % -M", "missed bone % single", "val MAE", "train s", "sample s"],
         [[r["recipe"], r["sampler"], r["train_steps"], r["precision"], fmt(r["single_mae"], ".1f"),
-          fmt(r["mean_mae"], ".1f"), fmt(r["single_dice"], ".3f"), fmt(100 * r["single_false_bone"], ".2f"),
+          fmt(r["mean_mae"], ".1f"), fmt(r.get("single_hf_ratio"), ".2f"), fmt(r["single_dice"], ".3f"), fmt(100 * r["single_false_bone"], ".2f"),
           fmt(100 * r["mean_false_bone"], ".2f"), fmt(100 * r["single_missed_bone"], ".1f"),
           fmt(r["val_mae_last"], ".1f"), fmt(r["train_seconds"], ".0f"), fmt(r["sample_seconds"], ".0f")]
          for r in sec["rows"]])

@@ -109,7 +109,7 @@ def run(a) -> dict[str, Any]:
     device = torch.device(a.device)
     size, n = p.data.image_size, max(4 * p.train.batch_size, 64)
     g = np.random.default_rng(0)
-    data = (g.uniform(-1, 1, (n, p.model.cond_channels, size, size)).astype(np.float32),
+    data = (g.uniform(-1, 1, (n, p.model.condition_channels, size, size)).astype(np.float32),
             g.uniform(-1, 1, (n, p.model.out_channels, size, size)).astype(np.float32))
     default = torch.get_num_threads()
     threads = sorted({1, 2, default}) if device.type == "cpu" and not a.quick else [default]

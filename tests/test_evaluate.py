@@ -110,7 +110,7 @@ def test_full_evaluation_writes_every_table_and_evaluates_every_claim(root: Path
     assert set(u["label"]) == {"DDPM-M", "ODE-M", "EM-M", "PC-M", "DDIM-M", "DPM++2M-M", "Heun-M"}
     claims = json.loads(out["claims_json"].read_text())["claims"]
     assert [c["status"] for c in claims[:5]] == ["pass"] * 5, claims   # the fake data is built to satisfy them
-    assert [c["id"] for c in claims[5:]] == ["V1", "V2", "V3", "V4"]
+    assert [c["id"] for c in claims[5:]] == ["V1", "V2", "V3", "V4", "V5", "V6"]
     text = out["claims"].read_text()
     for cid in ("C1", "C2", "C3", "C4", "C5"):
         line = next(line for line in text.splitlines() if cid in line)
@@ -139,7 +139,7 @@ def test_subset_marks_claims_not_evaluated(root: Path) -> None:
     assert all(claims[c]["status"] == "not evaluated" for c in ("C1", "C2", "C3", "C4", "C5", "V1", "V2", "V3"))
     assert claims["C4"]["missing"] == ["wgan", "pc", "ode"]
     text = out["claims"].read_text()
-    assert text.count("not evaluated (missing samplers:") == 8
+    assert text.count("not evaluated (missing samplers:") == 9          # C1-C5, V1-V3, V6 (no WGAN-GP)
     assert "| C3 | not evaluated (missing samplers: pc, ode) |" in text
 
 
@@ -298,20 +298,47 @@ def _volume_rows(mae: dict, hf: dict, z: float, single_z: float = 3.0) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def _subset_rows(ddpm_mae: float, cnn_mae: float, dice: float, false_bone: float) -> pd.DataFrame:
+    """A per-slice table: the ancestral DDPM (single, MC mean) and the CNN on the same two subset slices."""
+    rows = []
+    for k in (3, 7):
+        ids = {"patient": "P1", "slice_index": k}
+        rows.append({"sampler": "ddpm", "variant": "single", "mae": ddpm_mae + 10, "bone_dice": dice,
+                     "false_bone": false_bone, **ids})
+        rows.append({"sampler": "ddpm", "variant": "mc_mean", "mae": ddpm_mae, "bone_dice": dice, "false_bone": 0.0,
+                     **ids})
+        rows.append({"sampler": "cnn", "variant": "single", "mae": cnn_mae, "bone_dice": 0.9, "false_bone": 0.0,
+                     **ids})
+    return pd.DataFrame(rows)
+
+
 def test_volume_targets_pass_and_fail_on_what_they_check() -> None:
-    """V1-V4 on hand-made tables: each passes on numbers that meet it and fails when one number misses it."""
+    """V1-V6 on hand-made tables: each passes on numbers that meet it and fails when one number misses it."""
     from ctmri.evaluate.volume_targets import check_volume_targets
 
     main = "dpm++2m-ve"
-    slices = pd.DataFrame({"sampler": ["heun"] * 4, "variant": "single", "mae": [40.0, 42, 41, 60]})
-    good = _volume_rows({"cnn": 90.0, "wgan": 80.0, main: 50.0, "heun": 55.0}, {"cnn": 0.4, main: 1.0, "heun": 0.9},
-                        z=1.1)
+    heun = pd.DataFrame({"sampler": ["heun"] * 4, "variant": "single", "mae": [40.0, 42, 41, 60],
+                         "patient": "P1", "slice_index": [0, 1, 2, 4]})
+    slices = pd.concat([heun, _subset_rows(70.0, 80.0, 0.9, 0.005)])
+    good = _volume_rows({"cnn": 90.0, "wgan": 80.0, main: 50.0, "heun": 55.0},
+                        {"cnn": 0.4, "wgan": 0.8, main: 1.0, "heun": 0.9}, z=1.1)
     status = {c["id"]: c["status"] for c in check_volume_targets(good, slices)}
-    assert status == {"V1": "pass", "V2": "pass", "V3": "pass", "V4": "pass"}, status
-    bad = _volume_rows({"cnn": 90.0, "wgan": 52.0, main: 50.0, "heun": 55.0}, {"cnn": 0.4, main: 1.3, "heun": 0.9},
-                       z=1.5)
-    spiky = pd.concat([slices, pd.DataFrame({"sampler": ["heun"], "variant": "single", "mae": [200.0]})])
+    assert status == {f"V{i}": "pass" for i in range(1, 7)}, status
+    # each target missed by one number: a few-step MC mean above 0.9 x the CNN (V1), an HF outside the band (V2),
+    # a rough MC mean (V3), one divergent slice (V4), a DDPM with weak bone Dice (V5), a smooth WGAN-GP (V6)
+    bad = _volume_rows({"cnn": 90.0, "wgan": 52.0, main: 50.0, "heun": 85.0},
+                       {"cnn": 0.4, "wgan": 0.2, main: 1.3, "heun": 0.9}, z=1.5)
+    spiky = pd.concat([slices[slices["sampler"] != "ddpm"], _subset_rows(70.0, 80.0, 0.7, 0.005),
+                       pd.DataFrame({"sampler": ["heun"], "variant": "single", "mae": [200.0], "patient": "P1",
+                                     "slice_index": [5]})])
     status = {c["id"]: c["status"] for c in check_volume_targets(bad, spiky)}
-    assert status == {"V1": "fail", "V2": "fail", "V3": "fail", "V4": "fail"}, status
-    empty = {c["id"]: c["status"] for c in check_volume_targets(pd.DataFrame(), slices)}
-    assert empty == {"V1": "not evaluated", "V2": "not evaluated", "V3": "not evaluated", "V4": "pass"}
+    assert status == {f"V{i}": "fail" for i in range(1, 7)}, status
+    # the subset half of V1 alone: the ancestral DDPM-M above 0.9 x the CNN on the same slices
+    subset_only = pd.concat([heun, _subset_rows(75.0, 80.0, 0.9, 0.005)])
+    assert {c["id"]: c["status"] for c in check_volume_targets(good, subset_only)}["V1"] == "fail"
+    # and V5's false-bone half alone
+    hallucinating = pd.concat([heun, _subset_rows(70.0, 80.0, 0.9, 0.02)])
+    assert {c["id"]: c["status"] for c in check_volume_targets(good, hallucinating)}["V5"] == "fail"
+    empty = {c["id"]: c["status"] for c in check_volume_targets(pd.DataFrame(), heun)}
+    assert empty == {"V1": "not evaluated", "V2": "not evaluated", "V3": "not evaluated", "V4": "pass",
+                     "V5": "not evaluated", "V6": "not evaluated"}

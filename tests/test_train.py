@@ -300,3 +300,14 @@ def test_a_resumed_auto_run_keeps_its_precision(tmp_path: Path, monkeypatch: pyt
     assert (resumed["precision"], resumed["precision_source"]) == ("bf16", "checkpoint")
     fresh = T.train(p, "cnn", steps=2, dataset=toy_data(), progress=False, resume=False)
     assert fresh["precision"] == "fp32"
+
+
+def test_channels_last_only_where_it_is_faster() -> None:
+    """None: channels-last on CUDA and in fp32 on CPU (faster there), not under bf16 autocast on CPU (slower)."""
+    from ctmri.precision import Decision
+    from ctmri.train.loop import memory_format_channels_last
+    cfg, cpu = C.TrainConfig(), torch.device("cpu")
+    assert memory_format_channels_last(cfg, cpu, Decision("fp32", "config"))
+    assert not memory_format_channels_last(cfg, cpu, Decision("bf16", "config"))
+    assert memory_format_channels_last(cfg, torch.device("cuda"), Decision("bf16", "config"))
+    assert not memory_format_channels_last(C.TrainConfig(channels_last=False), cpu, Decision("fp32", "config"))

@@ -102,7 +102,8 @@ class TrainConfig:
     #                                     a CUDA device with native bf16, off on CPU; "auto": where the device has
     #                                     native bf16 and a probe finds it faster (ctmri/precision.py, cached per
     #                                     machine); the environment variable CTMRI_PRECISION=fp32|bf16|auto overrides it
-    channels_last: bool | None = None     # channels-last memory format of nets and batches (None: on CUDA, off on CPU)
+    channels_last: bool | None = None     # channels-last memory format of nets and batches (None: on CUDA, and on CPU
+    #                                     in fp32 only, where it is faster; train/loop.py memory_format_channels_last)
     n_critic: int = 5                     # WGAN-GP critic steps per generator step
     gp_lambda: float = 10.0               # WGAN-GP gradient-penalty weight
     wgan_mse_weight: float = 100.0        # WGAN-GP generator MSE fidelity weight

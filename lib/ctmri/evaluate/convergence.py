@@ -13,8 +13,8 @@ TOLERANCE = 0.03             # converged: |relative change| over the last fifth 
 # The trained methods each claim is judged on (evaluate/claims.py, evaluate/volume_targets.py).
 CLAIM_METHODS = {"C1": ("ddpm", "vesde"), "C2": ("ddpm", "vesde"), "C3": ("ddpm", "vesde"),
                  "C4": ("cnn", "wgan", "ddpm", "vesde"), "C5": ("ddpm", "vesde"),
-                 "V1": ("cnn", "wgan", "ddpm", "vesde"), "V2": ("cnn", "ddpm", "vesde"), "V3": ("vesde",),
-                 "V4": ("cnn", "wgan", "ddpm", "vesde")}
+                 "V1": ("cnn", "ddpm", "vesde"), "V2": ("cnn", "vesde"), "V3": ("vesde",),
+                 "V4": ("cnn", "wgan", "ddpm", "vesde"), "V5": ("ddpm",), "V6": ("cnn", "wgan")}
 
 
 def curve_change(steps: np.ndarray, mae: np.ndarray) -> dict:

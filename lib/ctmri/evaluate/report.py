@@ -85,9 +85,10 @@ def claims_markdown(profile: str, claims: list[dict], prov: dict, convergence: p
     text = [
         f"# The study's claims, checked automatically: profile `{profile}`", "",
         "Quality is the study's metric (SSIM / PSNR on CT with the HU window [−1024, 3000] scaled to [0, 1]), "
-        "mean over test slices; X-M is the mean of the K Monte-Carlo samples of sampler X. V1–V4 are this "
-        "project's targets for the 3-mm study on the whole test volumes (SynthRAD2023 MAE in HU, high-frequency "
-        "power and through-plane roughness against the CT's; `evaluate/volume_targets.py`). A ✗ is a finding "
+        "mean over test slices; X-M is the mean of the K Monte-Carlo samples of sampler X. V1–V6 are this "
+        "project's targets for the 3-mm study (SynthRAD2023 MAE in HU against the CNN's, high-frequency power and "
+        "through-plane roughness against the CT's, the DDPM's bone Dice and false bone, the WGAN-GP's detail and "
+        "fidelity; `evaluate/volume_targets.py`). A ✗ is a finding "
         "about this run, not a bug. *Not converged*: the models the claim is judged on whose validation MAE still "
         "moved by 3 % or more over the last fifth of training (below).", "",
         markdown_table(["claim", "result", "the study says", "checked as", "measured", "not converged"], rows)]

@@ -21,9 +21,9 @@ from scipy import ndimage
 
 from ctmri.data.intensity import model_to_hu
 from ctmri.evaluate import metrics as M
-from ctmri.evaluate.methods import STUDY_SAMPLERS, label
-from ctmri.figures.style import (CT_WINDOW, MissingInput, color, example_slices, image, load, load_summary, mr_display,
-                                 plt, save, shared_rows, shown_methods, slice_of, style, unit)
+from ctmri.evaluate.methods import ORDER, STUDY_SAMPLERS, label
+from ctmri.figures.style import (CT_WINDOW, SOFT_WINDOW, MissingInput, color, example_slices, image, load, load_summary,
+                                 mr_display, plt, save, shared_rows, shown_methods, slice_of, soft_tissue, style, unit)
 from ctmri.figures.beyond import (fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification, fig_training_curves,
                                   fig_volume_views)
 
@@ -139,8 +139,8 @@ def fig3_bars(profile: str) -> Path:
         else:
             axes[2].text(0.5, 0.5, "no MC samplers (K = 1)", ha="center", transform=axes[2].transAxes)
         axes[2].set_title("(b) uncertainty")
-        _bars(axes[3], single, "seconds_per_sample", "seconds per sample", log=True)
-        axes[3].set_title("(c) sampling time")
+        _bars(axes[3], single, "seconds_per_sample", "seconds per slice (one sample)", log=True)
+        axes[3].set_title("(c) sampling time per slice")
         fig.suptitle(f"Fig. 3 — profile {profile}: the study's SSIM / PSNR on [0, 1] ({CT_WINDOW}); "
                      "hatched = MC mean (-M); uncertainty = mean MC std", y=1.02)
         fig.tight_layout()
@@ -165,50 +165,85 @@ def _boxes(ct_hu: np.ndarray, mask: np.ndarray | None = None) -> list[tuple[int,
     return [(int(r - half), int(c - half), size), (int(r2 - half), int(c2 - half), size)]
 
 
-def fig4_comparison(profile: str) -> Path:
-    """Fig. 4: two examples, all methods side by side: whole image, then the red and the green zoomed boxes."""
-    data = load(profile)
+PAPER_COLUMNS = ("cnn", "wgan", "ddpm", "ode", "em", "pc")   # Fig. 4 of the study: MR, CT, then these (+ -M)
+
+
+def _comparison(profile: str, samplers: tuple[str, ...] | None, name: str, title: str) -> Path:
+    """Two examples side by side: whole image in the study's window and in the soft-tissue window, then the red
+    box (bone cortex, study window) and the green box (gas in the body, soft-tissue window) zoomed."""
+    data = load(profile, samplers)
+    if samplers is not None:
+        data = {s: data[s] for s in samplers if s in data}
     first = next(iter(data.values()))
     methods = shown_methods(data)
     ncols = 2 + len(methods)
     examples = example_slices(first, among=shared_rows(data))
+    rows = 4
     with style():
-        fig, axes = plt.subplots(3 * len(examples), ncols, figsize=(1.05 * ncols, 3.3 * len(examples)), squeeze=False)
+        fig, axes = plt.subplots(rows * len(examples), ncols, figsize=(1.2 * ncols, 1.25 * rows * len(examples) + 0.8),
+                                 squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for e, i in enumerate(examples):
             patient, sidx = first["patient"][i], int(first["slice_index"][i])
             boxes = _boxes(model_to_hu(first["target"][i, 0]), first["mask"][i])
-            ct = unit(first["target"][i, 0])
-            panels = [("T2w MR", mr_display(first["cond"][i, 0]), "")] if "cond" in first else []
-            panels += [("CT (truth)", ct, f"{patient} / {sidx}")]
+            truth = first["target"][i, 0]
+            panels = [("T2w MR", first["cond"][i, 0], "", True)] if "cond" in first else []
+            panels += [("CT", truth, f"{patient} / {sidx}", False)]
             for s, v, lab, pred in methods:
                 k = slice_of(data[s], patient, sidx)
                 if k is not None:
-                    img = unit(pred[k])
-                    panels.append((lab, img, f"{M.unit_ssim(ct, img):.3f}"))
-            for c, (name, img, note) in enumerate(panels):
-                ax = axes[3 * e, c]
-                image(ax, img, name if e == 0 else "")
-                ax.set_xlabel(note, fontsize=6, labelpad=1)
-                ax.axis("on")
-                for (r0, c0, sz), col in zip(boxes, ("red", "green")):
-                    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), sz, sz, fill=False, edgecolor=col, linewidth=0.8))
-                for z, ((r0, c0, sz), col) in enumerate(zip(boxes, ("red", "green")), start=1):
-                    zax = axes[3 * e + z, c]
-                    image(zax, img[r0:r0 + sz, c0:c0 + sz])
-                    zax.axis("on")
-                    for spine in zax.spines.values():
-                        spine.set_visible(True)
-                        spine.set_edgecolor(col)
-                        spine.set_linewidth(1.5)
-        fig.suptitle(f"Fig. 4 — two examples, all methods; rows: whole image, red box (bone cortex), green box "
-                     f"(gas in the body, else the busiest region); {CT_WINDOW}; "
-                     "number under each image: SSIM vs CT", y=1.0)
-        return save(fig, profile, "fig4_comparison")
+                    mae = M.synthrad_mae(model_to_hu(truth), model_to_hu(pred[k]), first["mask"][i])
+                    panels.append((lab, pred[k], f"{mae:.0f} HU", False))
+            for c, (lab, img, note, is_mr) in enumerate(panels):
+                study_img = mr_display(img) if is_mr else unit(img)
+                soft_img = mr_display(img) if is_mr else soft_tissue(img)
+                views = [(study_img, None), (soft_img, None)]
+                views += [(study_img, boxes[0]), (soft_img, boxes[1])]
+                for r, (shown, box) in enumerate(views):
+                    ax = axes[rows * e + r, c]
+                    if box is None:
+                        image(ax, shown, lab if r == 0 and e == 0 else "")
+                        for (r0, c0, sz), col in zip(boxes, ("red", "green")):
+                            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), sz, sz, fill=False, edgecolor=col, linewidth=0.8))
+                    else:
+                        r0, c0, sz = box
+                        image(ax, shown[r0:r0 + sz, c0:c0 + sz])
+                    ax.axis("on")
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if box is not None:
+                        for spine in ax.spines.values():
+                            spine.set_visible(True)
+                            spine.set_edgecolor("red" if r == 2 else "green")
+                            spine.set_linewidth(1.5)
+                    if r == 3:
+                        ax.set_xlabel(note, fontsize=7, labelpad=1)
+                if c == 0:
+                    for r, text in enumerate(("study window", "W 400 / L 40", "bone box", "gas box")):
+                        axes[rows * e + r, 0].set_ylabel(text, fontsize=7)
+        fig.suptitle(f"{title}. Rows per example: {CT_WINDOW}; {SOFT_WINDOW};\nred box (bone cortex) in the "
+                     "study window; green box (gas in the body, else the busiest region) in the soft-tissue window. "
+                     "Under each column: MAE in the body", fontsize=8)
+        fig.subplots_adjust(left=0.03, right=0.995, bottom=0.02, top=1 - 0.75 / fig.get_figheight(), wspace=0.05,
+                            hspace=0.12)
+        return save(fig, profile, name)
+
+
+def fig4_comparison(profile: str) -> Path:
+    """Fig. 4 as in the study: MR, CT, CNN, WGAN-GP, DDPM, DDPM-M, ODE, ODE-M, EM, EM-M, PC, PC-M, two examples."""
+    return _comparison(profile, PAPER_COLUMNS, "fig4_comparison", f"Fig. 4 — profile {profile}: the study's methods")
+
+
+def fig4b_other_samplers(profile: str) -> Path:
+    """Fig. 4 (b): the same two examples for the samplers beyond the study (few-step solvers, D(noise))."""
+    others = tuple(s for s in ORDER if s not in PAPER_COLUMNS)
+    return _comparison(profile, others, "fig4b_other_samplers",
+                       f"Fig. 4 (b) — profile {profile}: the samplers beyond the study")
 
 
 FIGURES: tuple[Callable[[str], Path], ...] = (fig1_trajectories, fig2_mc_samples, fig3_bars, fig4_comparison,
+                                              fig4b_other_samplers,
                                               fig_hu_error_maps, fig_quality_vs_nfe, fig_sparsification,
                                               fig_volume_views, fig_training_curves)
 

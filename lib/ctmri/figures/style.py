@@ -25,6 +25,8 @@ from ctmri.sample.store import load_samples, sample_files  # noqa: E402
 
 COLORS = {name: record.color for name, record in SAMPLERS.items()}   # one colour per sampler, from the registry
 CT_WINDOW = "CT: HU window [−1024, 3000] shown as [0, 1]"
+SOFT_TISSUE = (40.0, 400.0)                 # level, width (HU): fat, muscle, prostate and rectal wall apart
+SOFT_WINDOW = "soft-tissue window W 400 / L 40 HU"
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
          "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 150, "axes.spines.top": False,
          "axes.spines.right": False, "image.interpolation": "nearest"}
@@ -53,6 +55,12 @@ def save(fig: plt.Figure, profile: str, name: str) -> Path:
 def unit(x: np.ndarray) -> np.ndarray:
     """Model space [-1, 1] to the study's display range [0, 1] (= HU window [-1024, 3000])."""
     return np.clip((np.asarray(x, dtype=np.float64) + 1) / 2, 0, 1)
+
+
+def soft_tissue(x: np.ndarray) -> np.ndarray:
+    """Model space to [0, 1] in the soft-tissue window (W 400 / L 40 HU): where the study's window shows one grey."""
+    level, width = SOFT_TISSUE
+    return np.clip((model_to_hu(np.asarray(x, dtype=np.float64)) - (level - width / 2)) / width, 0, 1)
 
 
 def load(profile: str, samplers: tuple[str, ...] | None = None, mc: bool = False) -> dict[str, dict[str, Any]]:
