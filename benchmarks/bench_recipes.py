@@ -39,7 +39,7 @@ RECIPES = {   # name: (method, ProcessConfig overrides, TrainConfig overrides, s
                    {"sigma_distribution": "uniform-t", "dsm_weighting": "std2"}, "em"),
     # the WGAN-GP's adversarial / fidelity gradient ratio and critic steps (issue 25 item 2); sampler: G(y)
     **{f"wgan-adv{r:g}-c{c}": ("wgan", {}, {"wgan_adv_ratio": r, "n_critic": c}, "wgan")
-       for r in (0.1, 0.3, 1.0, 3.0) for c in (1, 2)},
+       for r in (0.1, 0.3, 0.6, 0.8, 1.0, 3.0) for c in (1, 2)},
 }
 
 

@@ -189,37 +189,11 @@ SMOKE = Profile(
                         sampler_steps={"ddpm": 10, "ddim": 5, "dpm++2m": 5, "em": 10, "pc": 5, "heun": 4}),
 )
 
-# The cpu study: 3 mm pixels (128² over the 384 mm field of view) and 3 mm slices, whole contiguous volumes (every
-# body slice of a patient), on the 2 cores in <= 90 min. The cpu UNet (base 24, 1-2-4) runs behind a 4x
-# pixel-unshuffle stem (models/patch_stem.py; the critic too): a 128² training step costs 1.3x a 32² one instead of
-# 20x (benchmarks/results/resolution.md). Precision "auto" (issue 24): bf16 autocast only on a CPU with native
-# bf16 where a probe finds it faster: on this EPYC (AVX-512 BF16) 1.5-1.7x (ddpm 0.20 -> 0.13 s per step of 16,
-# wgan 0.75 -> 0.51; benchmarks/results/precision_auto.md), with the same loss and MAE as fp32 (measured on the
-# Xeon, benchmarks/results/precision.md); fp32 on an AVX2-only CPU, where a bf16 step took 3.6-11 s against 0.2 s.
-# Equal budgets: every method takes 3000 optimiser steps of 16 images.
-# lr 1e-3 (the WGAN-GP keeps 2e-4): the stem-4 VE model at 2000 steps (bf16, 3 mm data, default sampler, 24
-# held-out slices) reached 298 / 126 / 98 HU at lr 2e-4 / 5e-4 / 1e-3 (high-frequency power 44 / 3.5 / 1.2x
-# the CT's); with the stem's linear skip, 3000 steps at 2e-4 gave 210 HU, without it 391 HU.
-# The DDPM is trained with the VE model's recipe (issue 25: one recipe for both processes, "edm": EDM preconditioning
-# on the DDPM's unscaled state, log-normal sigma, EDM weight; the study's ancestral sampler unchanged). At 3000 steps
-# (bf16, this AMD EPYC; benchmarks/results/recipes.md) against the v-prediction recipe below, ancestral DDPM on the 6
-# test-subset slices x 10 MC: single MAE 78.2 vs 100.1 HU, MC mean 61.7 vs 72.1, single bone Dice 0.841 vs 0.657,
-# false bone 1.03 vs 1.62 % of body voxels, missed bone 1.8 vs 18.4 %; its validation MAE still fell 11 % over the
-# last fifth (v: 2 %). Before that:
-# the DDPM predicted v (Salimans & Ho 2022) and kept the study's plain eps loss: with eps-prediction D's error grows
-# with sigma (x 157 at the last step) and the 3-mm DDPM failed (ancestral samples 650 HU in fp32, 913 HU in bf16 at
-# 2000 steps); v + Min-SNR-5 reached 152 HU with 7.8x the CT's high-frequency power (Min-SNR caps the weight of the
-# small-noise steps), v + the plain loss 125 HU, HF 2.2 (benchmarks/results/choices.md).
-# 2.5-D condition (the MR slice and its two neighbours, `context_slices=1`) for every method: the VE model at 2000
-# steps reached 97 / 92 HU (DPM++2M-VE / -SDE single samples, whole test volumes) against 108 / 102 HU in 2-D, and a
-# through-plane roughness of 2.8 / 2.4x the CT's against 3.5 / 3.0x (benchmarks/results/choices_context.md).
-# Evaluation: the long samplers (registry `evaluation="subset"`: ancestral DDPM, EM, PC, the ODE) on 6 slices x 10
-# MC (12 in the b52a30b run: 91 min, over budget; 6 leave room for the dose stage and the validation patients); the
-# few-step samplers and the baselines on the whole test volumes x 10 MC.
-# Calibration (issue 19): 6 validation patients (3 fit the HU factors, 3 the conformal scales); with 1 the 8a45974 run
-# covered 86.7 % of the test voxels, and on that run's samples 5 validation patients gave 89.7 % with the HU factors.
-# The method defaults sample every validation slice (their subset rule for the DDPM), the other samplers 2 slices per
-# validation patient (1 for the long ones): about 12 min more than with one patient.
+# The cpu study: 3 mm pixels (128² over 384 mm) and 3 mm slices, whole test volumes, on 2 CPU cores. A 4x
+# pixel-unshuffle stem (models/patch_stem.py; the critic too), the 2.5-D condition, lr 1e-3 (WGAN-GP 2e-4), one EDM
+# recipe for both diffusion processes, equal budgets of 3000 steps of 16 images, precision "auto", the long samplers
+# on a 6-slice subset, 6 validation patients for the calibration. Why each of these, with the measurements:
+# docs/RESULTS.md, "Why the cpu profile is set as it is".
 CPU = Profile(
     name="cpu",
     data=DataConfig(image_size=128, n_patients=10, n_test_patients=2, slices_per_patient=0,
@@ -227,8 +201,11 @@ CPU = Profile(
                     n_val_patients=6),
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4, context_slices=1),
     process=ProcessConfig(ddpm_parametrisation="edm"),
-    train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=2,
-                      ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20, bf16_autocast="auto"),
+    # WGAN-GP: adversarial gradient = the fidelity gradient at the last layer (ratio 1), one critic step per generator
+    # step (benchmarks/results/wgan_adversarial.md: at 0.1-0.8 the generator stays a smooth CNN, HF 0.29-0.37).
+    train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=1,
+                      wgan_adv_ratio=1.0, ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20,
+                      bf16_autocast="auto"),
     sample=SampleConfig(mc_samples=10, max_test_slices=6, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250}),
 )

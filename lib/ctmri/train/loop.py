@@ -182,8 +182,7 @@ def train(profile: str | C.Profile, method: str, *, steps: int | None = None, re
 
 def memory_format_channels_last(cfg: C.TrainConfig, device: torch.device, decision: P.Decision) -> bool:
     """Channels-last nets and batches: as configured, else on CUDA, and on CPU in fp32 only (train step 1.16x faster
-    for the UNet, 1.09x for the WGAN-GP on an AMD EPYC; 1.5x slower under bf16 autocast: benchmarks/results/
-    train_throughput.md)."""
+    for the UNet, 1.09x for the WGAN-GP on an AMD EPYC; 1.5x slower under bf16: benchmarks/results/train_speed_cpu.md)."""
     if cfg.channels_last is not None:
         return bool(cfg.channels_last)
     return device.type == "cuda" or decision.precision == "fp32"
