@@ -24,7 +24,8 @@ Z_LIMIT = 1.2               # V3
 DIVERGENT = 3.0             # V4
 BONE_DICE_MIN, FALSE_BONE_MAX = 0.85, 0.01   # V5
 GAN_HF_BAND, GAN_MAE_FACTOR = (0.5, 1.5), 1.3  # V6
-READ_OUT = ("denoise",)     # one network call from noise: a regression read-out, reported beside V1 / V2
+READ_OUT = tuple(n for n, s in SAMPLERS.items() if not s.one_pass and s.default_steps == 1)  # one call from noise:
+#                             a regression read-out (D(noise)), reported beside V1 / V2
 
 
 def _per_method(patients: pd.DataFrame, variant: str, col: str) -> dict[str, float]:
