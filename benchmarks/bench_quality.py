@@ -30,6 +30,7 @@ import torch
 
 from ctmri.config import get_profile
 from ctmri.diffusion.samplers import get_sampler, spec
+from ctmri.figures.style import COLORS
 from ctmri.sample.mc import monte_carlo
 
 from common import (EvalSlices, base_parser, bullets, checkpoint_or_none, diffusion_samplers, fmt, machine,
@@ -242,10 +243,10 @@ def _figure(section: dict, out: Path) -> Path:
     for q in section["points"]:
         by.setdefault(q["sampler"], []).append(q)
     for s, pts in by.items():
-        record = spec(s)                    # its colour in every figure, its trained method
+        record = spec(s)                    # its trained method; its colour in every figure: figures/style.py
         pts = sorted(pts, key=lambda q: q["nfe"])
         x, y = [q["seconds_per_slice"] for q in pts], [q["mae_hu_mean"] for q in pts]
-        c = record.color
+        c = COLORS[s]
         if record.one_pass:
             ax.plot(x, y, "s", ms=7, color=c, label=f"{s} (NFE 1)")
             continue

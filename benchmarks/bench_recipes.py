@@ -40,6 +40,9 @@ RECIPES = {   # name: (method, ProcessConfig overrides, TrainConfig overrides, s
     # the WGAN-GP's adversarial / fidelity gradient ratio and critic steps (issue 25 item 2); sampler: G(y)
     **{f"wgan-adv{r:g}-c{c}": ("wgan", {}, {"wgan_adv_ratio": r, "n_critic": c}, "wgan")
        for r in (0.1, 0.3, 0.6, 0.8, 1.0, 3.0) for c in (1, 2)},
+    # a fixed adversarial weight W (fidelity weight 100): bounded push, so no runaway
+    **{f"wgan-fix{w:g}-c{c}": ("wgan", {}, {"wgan_adv_ratio": 0.0, "wgan_adv_weight": w, "n_critic": c}, "wgan")
+       for w in (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1) for c in (1, 2)},
 }
 
 

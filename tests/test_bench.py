@@ -134,12 +134,10 @@ def _import_bench(name: str):
         sys.path.remove(str(BENCH))
 
 
-def test_ve_ablation_is_a_variant_set_of_time_to_quality() -> None:
-    """`--variants ve-ablation`: the four VE training choices, read out by denoise / heun-13 / em-100, into
-    ve_ablation.*; the default set keeps each method's study and default sampler from the registry."""
+def test_time_to_quality_reads_each_method_out_by_its_registry_samplers() -> None:
+    """The default set keeps each method's study and default sampler from the registry; `--readouts` with steps."""
     btq = _import_bench("bench_time_to_quality")
-    a = btq.parse(["--variants", "ve-ablation", "--quick"])
-    assert len(a.variants) == 4 and all(btq.VARIANTS[v][0] == "vesde" for v in a.variants) and a.name == "ve_ablation"
+    a = btq.parse(["--readouts", "denoise", "heun=13", "em=100", "--quick"])
     assert [r.label for r in btq.readouts_for("vesde", a.readouts)] == ["denoise", "heun-13", "em-100"]
     assert [r.steps for r in btq.readouts_for("vesde", a.readouts)] == [None, 13, 100]
     d = btq.parse([])

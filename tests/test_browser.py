@@ -7,6 +7,7 @@ explore an existing run instead of the toy samples folder.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -62,8 +63,14 @@ def site(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lab(site):
     port, token = _free_port(), "ctmri-test-token"
+    settings = site["tmp"] / "lab-settings"          # no "Jupyter news?" popup in the screenshots
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    site["env"]["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           f"--IdentityProvider.token={token}", f"--notebook-dir={site['nb']}", "--ServerApp.open_browser=False"]
+           f"--IdentityProvider.token={token}", f"--notebook-dir={site['nb']}", "--ServerApp.open_browser=False",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(site["tmp"] / "lab.log", "w")

@@ -198,3 +198,21 @@ def test_uniform_and_randint_ranges() -> None:
     assert u.min() >= 1e-5 and u.max() <= 1.0 and math.isclose(float(u.mean()), 0.5, abs_tol=0.05)
     t = rng.randint(1000, 1000, [gen(i) for i in range(1000)])
     assert t.min() >= 0 and t.max() < 1000 and t.dtype == torch.int64
+
+
+def test_a_fixed_adversarial_weight_does_not_grow_with_the_error_the_adaptive_one_does() -> None:
+    """The runaway of the adaptive weight (ratio 1 diverged): its weight scales with the fidelity error, so a generator
+    pushed off the CT is pushed further; the fixed weight stays what it was set to, and the MSE pull grows instead."""
+    x0, y = gaussian_batch(8)
+    y = y + 0.3
+    net = nn.Conv2d(1, 1, 3, padding=1)
+    gen_net = lambda _x, cond: net(cond)  # noqa: E731
+    critic = LinearCritic(3.0)
+    adaptive = [float(baseline_losses.generator_loss(gen_net, critic, x0 + off, y, 100.0, 1.0, net.weight)[2])
+                for off in (0.5, 5.0)]
+    assert adaptive[1] > 5 * adaptive[0]
+    for off in (0.5, 5.0):
+        loss, mse, w = baseline_losses.generator_loss(gen_net, critic, x0 + off, y, 100.0, 0.0, net.weight,
+                                                      adv_weight=0.08)
+        adv = -critic(net(y), y).mean()
+        assert float(w) == pytest.approx(0.08) and torch.isclose(loss, 100.0 * mse + 0.08 * adv, rtol=1e-5)

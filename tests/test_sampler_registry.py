@@ -59,7 +59,7 @@ def test_one_pass_records_are_not_diffusion_samplers() -> None:
 
 
 def test_a_record_is_declared_once_with_a_known_method_and_role() -> None:
-    base = dict(label="X", color="#000000", run=None, default_steps=1, nfe=lambda p, s, o: 1, stochastic=False)
+    base = dict(label="X", run=None, default_steps=1, nfe=lambda p, s, o: 1, stochastic=False)
     with pytest.raises(ValueError, match="declared twice"):
         declare(SamplerSpec(name="ddpm", method="ddpm", role="study", **base))
     with pytest.raises(ValueError, match="method must be one of"):
@@ -109,7 +109,14 @@ def _string_literals(path: Path) -> set[str]:
 MAY_NAME_SAMPLERS = {"diffusion/registry.py", "diffusion/samplers.py", "diffusion/one_pass.py",
                      "diffusion/ddpm_ancestral.py", "diffusion/ve_sde_samplers.py", "diffusion/sigma_solvers.py",
                      "config.py", "evaluate/claims.py",
-                     "figures/study.py"}   # the study's Fig. 4 columns, in the paper's order
+                     "figures/study.py",   # the study's Fig. 4 columns, in the paper's order
+                     "figures/style.py"}   # one colour per sampler (checked below: every sampler has one)
+
+
+def test_every_sampler_has_its_own_colour_in_the_figures_style() -> None:
+    from ctmri.figures.style import COLORS
+    assert set(COLORS) == set(names()), set(COLORS) ^ set(names())
+    assert len(set(COLORS.values())) == len(COLORS)
 
 
 def test_no_module_lists_sampler_names_by_hand() -> None:

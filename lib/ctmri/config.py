@@ -107,7 +107,9 @@ class TrainConfig:
     n_critic: int = 5                     # WGAN-GP critic steps per generator step
     gp_lambda: float = 10.0               # WGAN-GP gradient-penalty weight
     wgan_mse_weight: float = 100.0        # WGAN-GP generator MSE fidelity weight
-    wgan_adv_ratio: float = 0.1           # adversarial / fidelity gradient ratio at the last layer (0: fixed weight 1)
+    wgan_adv_ratio: float = 0.1           # adversarial / fidelity gradient ratio at the last layer (0: the fixed
+    #                                     weight below; the ratio's weight grows with the fidelity error: ratio 1 ran away)
+    wgan_adv_weight: float = 1.0          # fixed adversarial weight when wgan_adv_ratio is 0
     checkpoint_every: int = 500           # steps between checkpoints
     log_every: int = 10                   # steps between loss-log rows
     val_slices: int = 6                   # validation MAE at every checkpoint on this many validation slices (one per
@@ -201,37 +203,25 @@ CPU = Profile(
                     n_val_patients=6),
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1, patch_size=4, context_slices=1),
     process=ProcessConfig(ddpm_parametrisation="edm"),
-    # WGAN-GP: adversarial gradient = the fidelity gradient at the last layer (ratio 1), one critic step per generator
-    # step (benchmarks/results/wgan_adversarial.md: at 0.1-0.8 the generator stays a smooth CNN, HF 0.29-0.37).
+    # WGAN-GP: a fixed adversarial weight 0.08 (fidelity 100), one critic step per generator step: the weight where
+    # the generator shows detail (benchmarks/results/wgan_adversarial.md; 0.04 / 0.06 stay smooth CNNs).
     train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=1,
-                      wgan_adv_ratio=1.0, ddpm_loss_weighting="eps", checkpoint_every=500, log_every=20,
+                      wgan_adv_ratio=0.0, wgan_adv_weight=0.08, ddpm_loss_weighting="eps", checkpoint_every=500,
+                      log_every=20,
                       bf16_autocast="auto"),
     sample=SampleConfig(mc_samples=10, max_test_slices=6, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
-                        sampler_steps={"ddpm": 250}),
+                        sampler_steps={"ddpm": 250, "ddim": 20, "dpm++2m-sde": 20}),
 )
 
 # The previous cpu study, kept as the quick one: 12 mm pixels (32²) on 16 slices per patient spaced through the
-# body; the demo's weights come from it.
+# body; the demo's weights come from it. Why each setting: docs/RESULTS.md, "Why the cpu32 profile is set as it is".
 CPU32 = Profile(
     name="cpu32",
     data=DataConfig(image_size=32, n_patients=10, n_test_patients=2, slices_per_patient=16,
                     phantom_shape=(24, 96, 96), phantom_spacing=(5.0, 4.0, 4.0)),
-    # base 24 (1.46 M parameters): 0.29 s per training step of 16 images here, vs 0.44 s at base 32.
     model=ModelConfig(base_channels=24, channel_mults=(1, 2, 4), num_res_blocks=1),
-    # Min-SNR-5 is a declared deviation from the study's plain eps loss: on this machine it
-    # reaches the same error ~1.5x sooner (measured on the 2-core CPU); the paper profile keeps "eps".
-    # fp32: bf16 autocast gave the same loss and MAE but ran 0.6-0.8x as fast on this project's Xeon
-    # (benchmarks/results/precision.md, train_throughput.md); the cpu study of fa2212c ran with it.
-    # 4500 diffusion steps: at 3000 the DDPM had only just converged (MC-mean MAE 560 HU at 2000 steps, 52 at
-    # 3000; benchmarks/results/time_to_quality.md) and 5 of its 120 samples came out grey.
-    # channels_last is left off on the CPU: same loss and MAE, but 0.95x / 1.08x in the real loop
-    # (precision_channels_last.md), though 1.1-1.4x in the bare training step (train_throughput.md).
     train=TrainConfig(batch_size=16, lr=2e-4, diffusion_steps=4500, baseline_steps=1000, n_critic=2,
                       ddpm_loss_weighting="min-snr-5", checkpoint_every=500, log_every=20, bf16_autocast=False),
-    # 12 test slices x 10 MC replicates. EM and PC keep the study's step counts (1000; 500 + 500): their
-    # first-order discretisation is what limits them (EM MC-mean MAE 69 / 61 / 54 HU at 250 / 500 / 1000 steps
-    # on the cpu VE model, docs/DEVIATIONS.md); the DDPM runs 250 ancestral steps (MC-mean MAE 34.4 / 35.1 HU at 250 / 1000
-    # steps, benchmarks/results/quality.md).
     sample=SampleConfig(mc_samples=10, max_test_slices=12, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250}),
 )

@@ -15,14 +15,19 @@ from typing import Any, Iterator
 PACKAGES = ("ctmri", "torch", "numpy", "scipy", "scikit-image", "pydicom", "nibabel", "pandas", "matplotlib")
 
 
-def git_commit() -> str:
-    """HEAD of the repository holding this package, with '-dirty' when tracked files changed."""
-    here = Path(__file__).resolve().parent
+RUN_OUTPUTS = ("figures",)   # tracked folders the pipeline itself writes (figures/<profile>/): not code changes
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """HEAD of the repository holding this package, with '-dirty' when tracked files other than the pipeline's own
+    outputs (`RUN_OUTPUTS`) changed: a run that rewrites figures/cpu/ still records the commit that made it."""
+    here = Path(repo) if repo is not None else Path(__file__).resolve().parent
+    outputs = [f":(top,exclude){folder}" for folder in RUN_OUTPUTS]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *outputs],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha or "unknown") + ("-dirty" if sha and dirty else "")

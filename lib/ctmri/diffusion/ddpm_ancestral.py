@@ -13,7 +13,7 @@ from ctmri.diffusion.sampler_utils import Callback, Denoiser, eps_from, initial_
 from ctmri.rng import GeneratorArg
 
 
-@register("ddpm", evaluation="subset", method="ddpm", role="study", label="DDPM", color="#E69F00", default_steps=1000,
+@register("ddpm", evaluation="subset", method="ddpm", role="study", label="DDPM", default_steps=1000,
           nfe=lambda process, steps, o: steps, stochastic=True, method_default=True,
           options=lambda s: {"clip_x0": s.clip_x0}, summary="ancestral DDPM (Ho et al. 2020, Alg. 2; study Table I)")
 @torch.no_grad()

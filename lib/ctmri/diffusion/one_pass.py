@@ -18,8 +18,8 @@ def forward_pass(generator_net: Callable[[torch.Tensor], torch.Tensor], process,
     return generator_net(y)
 
 
-for _name, _label, _color, _summary in (("cnn", "CNN", "#999999", "UNet CNN baseline, MSE (one forward pass)"),
-                                        ("wgan", "WGAN-GP", "#000000", "WGAN-GP baseline (one forward pass)")):
-    declare(SamplerSpec(name=_name, method=_name, label=_label, color=_color, role="baseline", run=forward_pass,
+for _name, _label, _summary in (("cnn", "CNN", "UNet CNN baseline, MSE (one forward pass)"),
+                                ("wgan", "WGAN-GP", "WGAN-GP baseline (one forward pass)")):
+    declare(SamplerSpec(name=_name, method=_name, label=_label, role="baseline", run=forward_pass,
                         default_steps=1, nfe=lambda process, steps, o: 1, stochastic=False, one_pass=True,
                         method_default=True, summary=_summary))

@@ -1,7 +1,7 @@
 """The sampler registry: every sampler declared once, next to its algorithm, as a `SamplerSpec` record.
 
 Everything the rest of the code asks about a sampler comes from its record: which trained method it
-samples, its label and colour, its default step count (a profile may override it in
+samples, its label (tables and figures; its colour is the figures' business: figures/style.py), its default step count (a profile may override it in
 `SampleConfig.sampler_steps`), the options it takes from the profile, how many network calls it
 spends (`nfe`), whether it is stochastic or adaptive, its role in the study, and which sampler is the
 default. Records register themselves with `@register(...)` (as score_sde's `register_predictor`); the
@@ -26,7 +26,6 @@ class SamplerSpec:
     name: str
     method: str                                 # the trained method whose checkpoint it samples
     label: str                                  # display label (figures, tables); "-M" is added for MC means
-    color: str                                  # colour in every figure (Okabe-Ito / Tol palettes)
     role: str                                   # "baseline" | "study" | "fast"
     run: Optional[Callable[..., Any]]           # run(denoiser, process, y, *, steps, generator, ...) -> (B, C, H, W)
     default_steps: int                          # the study's (or our measured) step count

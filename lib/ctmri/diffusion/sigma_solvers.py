@@ -137,7 +137,7 @@ def _clip_option(sample_cfg) -> dict:
 
 # ----------------------------------------------------------------------------- the registered samplers
 
-@register("ddim", method="ddpm", role="fast", label="DDIM", color="#D55E00", default_steps=50,
+@register("ddim", method="ddpm", role="fast", label="DDIM", default_steps=50,
           nfe=lambda process, steps, o: steps, stochastic=False, options=_clip_option,
           summary="DDIM (eta = 0 deterministic): Euler in sigma space on the DDPM's respaced steps")
 @torch.no_grad()
@@ -150,7 +150,7 @@ def ddim(denoiser: Denoiser, process, y: torch.Tensor, *, steps: int, generator:
                  callback=callback, x_init=x_init, out_channels=out_channels, info=info, clip_x0=clip_x0, eta=eta)
 
 
-@register("dpm++2m", method="ddpm", role="fast", label="DPM++2M", color="#0072B2", default_steps=20,
+@register("dpm++2m", method="ddpm", role="fast", label="DPM++2M", default_steps=20,
           nfe=lambda process, steps, o: len(_ddpm_grid(process, steps, o.get("spacing", "logsnr"))) - 1, stochastic=False,
           options=_clip_option, summary="DPM-Solver++(2M) on the DDPM's steps, evenly spaced in log-SNR")
 @torch.no_grad()
@@ -165,7 +165,7 @@ def dpmpp_2m_ddpm(denoiser: Denoiser, process, y: torch.Tensor, *, steps: int, g
                  callback=callback, x_init=x_init, out_channels=out_channels, info=info, clip_x0=clip_x0)
 
 
-@register("heun", method="vesde", role="fast", label="Heun", color="#F0E442", default_steps=20,
+@register("heun", method="vesde", role="fast", label="Heun", default_steps=20,
           nfe=lambda process, steps, o: 2 * steps - 1, stochastic=False,
           summary="Heun on the probability-flow ODE in sigma space (Karras grid)")
 @torch.no_grad()
@@ -178,7 +178,7 @@ def heun_ve(denoiser: Denoiser, process, y: torch.Tensor, *, steps: int, generat
                  callback=callback, x_init=x_init, out_channels=out_channels, info=info)
 
 
-@register("dpm++2m-ve", method="vesde", role="fast", label="DPM++2M-VE", color="#332288", default_steps=10,
+@register("dpm++2m-ve", method="vesde", role="fast", label="DPM++2M-VE", default_steps=10,
           nfe=lambda process, steps, o: steps, stochastic=False, default=True, method_default=True,
           summary="DPM-Solver++(2M) in sigma space on the VE model (Karras grid): the default")
 @torch.no_grad()
@@ -191,7 +191,7 @@ def dpmpp_2m_ve(denoiser: Denoiser, process, y: torch.Tensor, *, steps: int, gen
                  callback=callback, x_init=x_init, out_channels=out_channels, info=info)
 
 
-@register("dpm++2m-sde", method="vesde", role="fast", label="DPM++2M-SDE", color="#88CCEE", default_steps=10,
+@register("dpm++2m-sde", method="vesde", role="fast", label="DPM++2M-SDE", default_steps=10,
           nfe=lambda process, steps, o: steps, stochastic=True,
           summary="DPM-Solver++(2M) SDE (eta = 1) in sigma space on the VE model")
 @torch.no_grad()
@@ -204,7 +204,7 @@ def dpmpp_2m_sde_ve(denoiser: Denoiser, process, y: torch.Tensor, *, steps: int,
                  callback=callback, x_init=x_init, out_channels=out_channels, info=info, eta=eta)
 
 
-@register("heun-churn", method="vesde", role="fast", label="Heun-churn", color="#999933", default_steps=10,
+@register("heun-churn", method="vesde", role="fast", label="Heun-churn", default_steps=10,
           nfe=lambda process, steps, o: 2 * steps - 1, stochastic=True,
           summary="stochastic Heun (Karras et al. 2022, Alg. 2, s_churn = 10) on the VE model")
 @torch.no_grad()
@@ -219,7 +219,7 @@ def heun_churn(denoiser: Denoiser, process, y: torch.Tensor, *, steps: int, gene
                  s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise)
 
 
-@register("denoise", method="vesde", role="fast", label="D(noise)", color="#AA4499", default_steps=1,
+@register("denoise", method="vesde", role="fast", label="D(noise)", default_steps=1,
           nfe=lambda process, steps, o: 1, stochastic=False,
           summary="one call D(x_T, sigma_max): a regression read-out (no uncertainty)")
 @torch.no_grad()

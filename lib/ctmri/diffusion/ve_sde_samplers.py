@@ -42,7 +42,7 @@ def _settings_ode(sample_cfg) -> dict:
     return {"rtol": sample_cfg.ode_rtol, "atol": sample_cfg.ode_atol, "noise_removal": sample_cfg.noise_removal}
 
 
-@register("em", evaluation="subset", method="vesde", role="study", label="EM", color="#009E73", default_steps=1000,
+@register("em", evaluation="subset", method="vesde", role="study", label="EM", default_steps=1000,
           nfe=lambda process, steps, o: steps + int(o.get("noise_removal", True)), stochastic=True,
           options=_settings_sde, summary="reverse-time SDE, Euler–Maruyama (study eq. 30)")
 @torch.no_grad()
@@ -72,7 +72,7 @@ def langevin_step_size(score: torch.Tensor, z: torch.Tensor, snr: float, norm: s
     return gamma.reshape(-1, *([1] * (score.dim() - 1)))
 
 
-@register("pc", evaluation="subset", method="vesde", role="study", label="PC", color="#CC79A7", default_steps=500,
+@register("pc", evaluation="subset", method="vesde", role="study", label="PC", default_steps=500,
           nfe=lambda process, steps, o: steps * (o.get("corrector_steps", 1) + 1) + int(o.get("noise_removal", True)),
           stochastic=True, options=_settings_pc, summary="predictor–corrector, EM + Langevin (study eq. 31)")
 @torch.no_grad()
@@ -122,7 +122,7 @@ def _reverse_sde(denoiser: Denoiser, process: VESDE, y: torch.Tensor, *, steps: 
     return x
 
 
-@register("ode", evaluation="subset", method="vesde", role="study", label="ODE", color="#56B4E9", default_steps=10,
+@register("ode", evaluation="subset", method="vesde", role="study", label="ODE", default_steps=10,
           nfe=lambda process, steps, o: None, stochastic=False, adaptive=True, options=_settings_ode,
           summary="probability-flow ODE, adaptive RK45 (study eq. 33); steps = frames reported")
 @torch.no_grad()

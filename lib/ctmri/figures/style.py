@@ -16,14 +16,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ctmri.diffusion.samplers import SAMPLERS  # noqa: E402
 from ctmri.data.intensity import model_to_hu  # noqa: E402
 from ctmri.evaluate.methods import ORDER, variants  # noqa: E402
 from ctmri.paths import figures_dir, run_dir  # noqa: E402
 from ctmri.provenance import save_figure  # noqa: E402
 from ctmri.sample.store import load_samples, sample_files  # noqa: E402
 
-COLORS = {name: record.color for name, record in SAMPLERS.items()}   # one colour per sampler, from the registry
+# One colour per sampler in every figure (Okabe-Ito, then Tol's palette); tests/test_sampler_registry.py checks that
+# every registered sampler has one.
+COLORS = {"cnn": "#999999", "wgan": "#000000", "ddpm": "#E69F00", "em": "#009E73", "pc": "#CC79A7", "ode": "#56B4E9",
+          "ddim": "#D55E00", "dpm++2m": "#0072B2", "heun": "#F0E442", "dpm++2m-ve": "#332288",
+          "dpm++2m-sde": "#88CCEE", "heun-churn": "#999933", "denoise": "#AA4499"}
 CT_WINDOW = "CT: HU window [−1024, 3000] shown as [0, 1]"
 SOFT_TISSUE = (40.0, 400.0)                 # level, width (HU): fat, muscle, prostate and rectal wall apart
 SOFT_WINDOW = "soft-tissue window W 400 / L 40 HU"

@@ -52,10 +52,13 @@ def adversarial_weight(fidelity: torch.Tensor, adversarial: torch.Tensor, last_l
 
 def generator_loss(net: nn.Module, critic: nn.Module, x0: torch.Tensor, y: torch.Tensor,
                    mse_weight: float = 100.0, adv_ratio: float = 0.0,
-                   last_layer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   last_layer: torch.Tensor | None = None,
+                   adv_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """WGAN-GP generator: w_adv (-D(G(y), y)) + w ||G(y) - x0||^2 (adversarial + MSE fidelity); returns (loss, mse, w_adv).
 
-    adv_ratio > 0 with `last_layer` balances the two terms adaptively (`adversarial_weight`); else w_adv = 1.
+    adv_ratio > 0 with `last_layer` balances the two terms adaptively (`adversarial_weight`); else w_adv = adv_weight,
+    fixed: the critic's input gradient is bounded (gradient penalty) while the fidelity pull grows with the error, so
+    the generator cannot run away from the CT (the adaptive weight grows with the error too).
     """
     fake = net(None, y)
     mse = _per_sample_mse(fake, x0).mean()
@@ -64,5 +67,5 @@ def generator_loss(net: nn.Module, critic: nn.Module, x0: torch.Tensor, y: torch
     if adv_ratio > 0 and last_layer is not None:
         w = adversarial_weight(fidelity, adv, last_layer, adv_ratio)
     else:
-        w = torch.ones((), device=fidelity.device)
+        w = torch.full((), float(adv_weight), device=fidelity.device)
     return fidelity + w * adv, mse, w

@@ -97,7 +97,8 @@ def wgan_step(ctx: StepContext, step: int) -> dict[str, torch.Tensor]:
     try:
         with ctx.autocast():
             g_loss, mse, w_adv = baseline_losses.generator_loss(ctx.nets["net"], ctx.raw["critic"], x, c, cfg.wgan_mse_weight,
-                                                       cfg.wgan_adv_ratio, ctx.raw["net"].conv_out.weight)
+                                                       cfg.wgan_adv_ratio, ctx.raw["net"].conv_out.weight,
+                                                       cfg.wgan_adv_weight)
         optimise(ctx.opts["net"], g_loss)
     finally:
         ctx.raw["critic"].requires_grad_(True)
