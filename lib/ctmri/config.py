@@ -207,8 +207,7 @@ CPU = Profile(
     # the generator shows detail (benchmarks/results/wgan_adversarial.md; 0.04 / 0.06 stay smooth CNNs).
     train=TrainConfig(batch_size=16, lr=1e-3, wgan_lr=2e-4, diffusion_steps=3000, baseline_steps=3000, n_critic=1,
                       wgan_adv_ratio=0.0, wgan_adv_weight=0.08, ddpm_loss_weighting="eps", checkpoint_every=500,
-                      log_every=20,
-                      bf16_autocast="auto"),
+                      log_every=20, bf16_autocast="auto"),
     sample=SampleConfig(mc_samples=10, max_test_slices=6, pc_corrector_steps=1, ode_rtol=1e-4, ode_atol=1e-4,
                         sampler_steps={"ddpm": 250, "ddim": 20, "dpm++2m-sde": 20}),
 )

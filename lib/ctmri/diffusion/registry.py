@@ -1,10 +1,10 @@
 """The sampler registry: every sampler declared once, next to its algorithm, as a `SamplerSpec` record.
 
 Everything the rest of the code asks about a sampler comes from its record: which trained method it
-samples, its label (tables and figures; its colour is the figures' business: figures/style.py), its default step count (a profile may override it in
+samples, its label (tables and figures), its default step count (a profile may override it in
 `SampleConfig.sampler_steps`), the options it takes from the profile, how many network calls it
 spends (`nfe`), whether it is stochastic or adaptive, its role in the study, and which sampler is the
-default. Records register themselves with `@register(...)` (as score_sde's `register_predictor`); the
+default. Its colour belongs to the figures (`figures/style.py: COLORS`). Records register themselves with `@register(...)` (as score_sde's `register_predictor`); the
 sampler modules are imported by `diffusion/samplers.py`, the package's entry point to the registry.
 
 This module imports nothing that registers, so it can never take part in an import cycle.
